@@ -1,0 +1,1 @@
+"""Turns ExampleValidator anomalies into a readable report and a hard stop."""

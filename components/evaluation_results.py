@@ -1,0 +1,134 @@
+"""Reads an Evaluator's output into plain dicts: metrics, thresholds, verdict.
+
+Shared by the pusher (which records them beside each pushed version) and the
+runners' summaries, so "why was this model (not) blessed" is answered the
+same way everywhere.
+"""
+import dataclasses
+import json
+import os
+from typing import Dict, List
+
+import tensorflow_model_analysis as tfma
+from tfx.dsl.io import fileio
+
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+
+
+@dataclasses.dataclass
+class EvaluationSummary:
+    """What an Evaluator run decided and on which numbers.
+
+    Attributes:
+      metrics: {"candidate"|"baseline": {metric name: value}} on the overall slice.
+      thresholds: {metric name: {"lower_bound"?, "max_decrease"?}} from the config.
+      blessed: whether every threshold passed (TFMA's validation_ok).
+      failures: human-readable reasons, one per failed threshold.
+      has_baseline: whether a previously blessed model was compared against.
+    """
+
+    metrics: Dict[str, Dict[str, float]]
+    thresholds: Dict[str, Dict[str, float]]
+    blessed: bool
+    failures: List[str]
+    has_baseline: bool
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _metric_value(value) -> float:
+    if value.HasField("double_value"):
+        return value.double_value.value
+    if value.HasField("bounded_value"):
+        return value.bounded_value.value.value
+    return float("nan")
+
+
+def overall_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+    """Scalar metrics of the overall slice, keyed by model role."""
+    result: Dict[str, Dict[str, float]] = {}
+    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+        if metrics_for_slice.slice_key.single_slice_keys:
+            continue
+        for item in metrics_for_slice.metric_keys_and_values:
+            if item.key.HasField("sub_key") or item.key.is_diff:
+                continue
+            role = BASELINE if item.key.model_name == BASELINE else CANDIDATE
+            value = _metric_value(item.value)
+            if value == value:  # skip NaN (non-scalar metrics)
+                result.setdefault(role, {})[item.key.name] = value
+    return result
+
+
+def sliced_metrics(evaluation_uri: str) -> List[dict]:
+    """Candidate metrics per slice: [{"slice": "station=seattle", name: value}]."""
+    rows = []
+    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+        keys = metrics_for_slice.slice_key.single_slice_keys
+        label = ", ".join(
+            f"{k.column}={k.bytes_value.decode() if k.HasField('bytes_value') else (k.int64_value if k.HasField('int64_value') else k.float_value)}"
+            for k in keys
+        ) or "Overall"
+        row = {"slice": label}
+        for item in metrics_for_slice.metric_keys_and_values:
+            if item.key.model_name == BASELINE or item.key.is_diff or item.key.HasField("sub_key"):
+                continue
+            value = _metric_value(item.value)
+            if value == value:
+                row[item.key.name] = value
+        rows.append(row)
+    return rows
+
+
+def configured_thresholds(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+    """Thresholds from the eval config TFMA stores beside its results."""
+    path = os.path.join(evaluation_uri, "eval_config.json")
+    if not fileio.exists(path):
+        return {}
+    with fileio.open(path) as f:
+        eval_config = json.loads(f.read()).get("evalConfig", {})
+    thresholds: Dict[str, Dict[str, float]] = {}
+    for spec in eval_config.get("metricsSpecs", []):
+        for metric in spec.get("metrics", []):
+            threshold = metric.get("threshold")
+            if not threshold:
+                continue
+            name = _metric_name(metric)
+            entry = thresholds.setdefault(name, {})
+            lower = threshold.get("valueThreshold", {}).get("lowerBound")
+            if lower is not None:
+                entry["lower_bound"] = float(lower)
+            change = threshold.get("changeThreshold", {}).get("absolute")
+            if change is not None:
+                entry["max_decrease"] = -float(change)
+    return thresholds
+
+
+def _metric_name(metric: dict) -> str:
+    config = json.loads(metric.get("config") or "{}")
+    return config.get("name") or metric["className"].lower()
+
+
+def summarize(evaluation_uri: str) -> EvaluationSummary:
+    """Metrics, thresholds and the blessing verdict of one Evaluator run."""
+    validation = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append(
+                f"{failure.metric_key.name}"
+                f"{' (vs baseline)' if failure.metric_key.is_diff else ''}: "
+                f"{failure.message or 'threshold not met'}"
+            )
+    for missing in validation.missing_thresholds:
+        failures.append(f"no value for thresholded metric {missing.metric_key.name}")
+    metrics = overall_metrics(evaluation_uri)
+    return EvaluationSummary(
+        metrics=metrics,
+        thresholds=configured_thresholds(evaluation_uri),
+        blessed=bool(validation.validation_ok),
+        failures=failures,
+        has_baseline=BASELINE in metrics,
+    )

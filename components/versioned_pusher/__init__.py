@@ -1,0 +1,1 @@
+"""Pushes blessed models into a versioned TF Serving directory, atomically."""

@@ -1,0 +1,73 @@
+"""VersionedPusher: the Pusher for a TF Serving versioned model directory.
+
+Differs from TFX's stock Pusher in what it guarantees: a version directory is
+staged and renamed (never half-written, never overwritten), the same model is
+never pushed twice, `models.config` is kept beside the versions, and each
+version carries push_metadata.json (metrics, thresholds, data spans, run id).
+"""
+from typing import Optional
+
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx import types
+
+from components.versioned_pusher import executor as pusher_executor
+
+
+class VersionedPusherSpec(ComponentSpec):
+    PARAMETERS = {
+        pusher_executor.SERVING_BASE_KEY: ExecutionParameter(type=str),
+        pusher_executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
+        pusher_executor.SERVER_BASE_PATH_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        pusher_executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        pusher_executor.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+        pusher_executor.EVALUATION_KEY: ChannelParameter(
+            type=standard_artifacts.ModelEvaluation, optional=True),
+        pusher_executor.EXAMPLES_KEY: ChannelParameter(
+            type=standard_artifacts.Examples, optional=True),
+    }
+    OUTPUTS = {
+        pusher_executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
+    }
+
+
+class VersionedPusher(base_component.BaseComponent):
+    """Pushes a blessed model to `<serving_base>/<model_name>/<version>/`."""
+
+    SPEC_CLASS = VersionedPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(pusher_executor.Executor)
+
+    def __init__(
+        self,
+        model,
+        model_blessing,
+        serving_base: str,
+        model_name: str,
+        evaluation=None,
+        examples=None,
+        server_model_base_path: Optional[str] = None,
+    ):
+        """Args:
+          model: the Trainer's Model channel.
+          model_blessing: the Evaluator's blessing channel.
+          serving_base: TF Serving base directory (local path or URI).
+          model_name: the model's name in TF Serving.
+          evaluation: the Evaluator's ModelEvaluation, recorded in metadata.
+          examples: the Examples the model was evaluated on (spans recorded).
+          server_model_base_path: the model directory as the server sees it,
+            for models.config; defaults to `<serving_base>/<model_name>`.
+        """
+        spec = VersionedPusherSpec(
+            model=model,
+            model_blessing=model_blessing,
+            evaluation=evaluation,
+            examples=examples,
+            serving_base=serving_base,
+            model_name=model_name,
+            server_model_base_path=server_model_base_path,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+        )
+        super().__init__(spec=spec)

@@ -1,0 +1,108 @@
+"""Executor of VersionedPusher: blessed models only, one new version each."""
+import datetime
+import os
+from typing import Any, Dict, List
+
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components import evaluation_results
+from components.versioned_pusher import serving_dir
+
+MODEL_KEY = "model"
+MODEL_BLESSING_KEY = "model_blessing"
+EVALUATION_KEY = "evaluation"
+EXAMPLES_KEY = "examples"
+PUSHED_MODEL_KEY = "pushed_model"
+SERVING_BASE_KEY = "serving_base"
+MODEL_NAME_KEY = "model_name"
+SERVER_BASE_PATH_KEY = "server_model_base_path"
+
+# Custom properties of the PushedModel artifact (the first three mirror the
+# stock Pusher so tools that read them keep working).
+PUSHED = "pushed"
+PUSHED_DESTINATION = "pushed_destination"
+PUSHED_VERSION = "pushed_version"
+PUSH_REASON = "push_reason"
+
+
+class Executor(base_executor.BaseExecutor):
+    """Copies a blessed model to `<serving_base>/<model_name>/<version>/`."""
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        pushed_model = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
+        blessing = artifact_utils.get_single_instance(input_dict[MODEL_BLESSING_KEY])
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        model_name = exec_properties[MODEL_NAME_KEY]
+        model_dir = os.path.join(exec_properties[SERVING_BASE_KEY], model_name)
+
+        if not blessing.get_int_custom_property("blessed"):
+            return self._not_pushed(pushed_model, "model not blessed by the Evaluator")
+
+        source_dir = path_utils.serving_model_path(model.uri)
+        already = serving_dir.find_version_of_model(model_dir, model.uri)
+        if already is not None:
+            # An unchanged re-run re-blesses the same model against itself;
+            # pushing it again would only add a duplicate version.
+            return self._not_pushed(
+                pushed_model, f"model already pushed as version {already}",
+                destination=os.path.join(model_dir, str(already)))
+
+        metadata = self._metadata(input_dict, model, blessing)
+        target = serving_dir.publish_version(source_dir, model_dir, metadata)
+        server_base_path = exec_properties.get(SERVER_BASE_PATH_KEY) or model_dir
+        serving_dir.write_models_config(
+            exec_properties[SERVING_BASE_KEY], model_name, server_base_path)
+        logging.info("Pushed model version %s", target)
+        pushed_model.set_int_custom_property(PUSHED, 1)
+        pushed_model.set_string_custom_property(PUSHED_DESTINATION, target)
+        pushed_model.set_string_custom_property(PUSHED_VERSION, os.path.basename(target))
+        pushed_model.set_string_custom_property(PUSH_REASON, "blessed")
+
+    def _not_pushed(self, pushed_model, reason: str, destination: str = "") -> None:
+        logging.info("Not pushing: %s", reason)
+        pushed_model.set_int_custom_property(PUSHED, 0)
+        pushed_model.set_string_custom_property(PUSH_REASON, reason)
+        if destination:
+            pushed_model.set_string_custom_property(PUSHED_DESTINATION, destination)
+
+    def _metadata(self, input_dict, model, blessing) -> dict:
+        metadata = {
+            "model_uri": model.uri,
+            "blessing_uri": blessing.uri,
+            "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "pipeline_name": _pipeline_name(self._context),
+            "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
+        }
+        evaluations = input_dict.get(EVALUATION_KEY) or []
+        if evaluations:
+            summary = evaluation_results.summarize(evaluations[0].uri)
+            metadata.update(
+                metrics=summary.metrics,
+                thresholds=summary.thresholds,
+                blessed_against_baseline=summary.has_baseline,
+            )
+        examples = input_dict.get(EXAMPLES_KEY) or []
+        if examples:
+            metadata["data"] = [
+                {
+                    "uri": e.uri,
+                    "span": e.span,
+                    "version": e.version,
+                }
+                for e in examples
+            ]
+        return metadata
+
+
+def _pipeline_name(context) -> str:
+    info = context.pipeline_info if context else None
+    return info.id if info else ""

@@ -1,0 +1,122 @@
+"""The TF Serving model directory: `<base>/<model>/<integer version>/`.
+
+Plain helpers (no TFX) so tests and tools can call them directly. TF Serving
+only loads children whose names are integers, so a version is staged in a
+hidden `.tmp-*` sibling and renamed into place: a version directory appears
+complete or not at all, and an existing one is never overwritten.
+"""
+import json
+import os
+import time
+import uuid
+from typing import Callable, Dict, List, Optional
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+from tfx.dsl.io import fileio
+from tfx.utils import io_utils
+
+METADATA_FILE = "push_metadata.json"
+MODELS_CONFIG_FILE = "models.config"
+_STAGING_PREFIX = ".tmp-"
+
+
+class VersionExistsError(RuntimeError):
+    """Raised when a version directory is already taken."""
+
+
+def existing_versions(model_dir: str) -> List[int]:
+    """Sorted integer versions present under `model_dir`."""
+    if not fileio.exists(model_dir):
+        return []
+    names = [n.rstrip("/") for n in fileio.listdir(model_dir)]
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def next_version(model_dir: str, clock: Callable[[], float] = time.time) -> int:
+    """A new version number: epoch seconds, but always above every existing one."""
+    versions = existing_versions(model_dir)
+    return max([int(clock())] + [v + 1 for v in versions])
+
+
+def read_metadata(model_dir: str, version: int) -> Optional[dict]:
+    """The metadata file of one version, or None if it has none."""
+    path = os.path.join(model_dir, str(version), METADATA_FILE)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path) as f:
+        return json.loads(f.read())
+
+
+def find_version_of_model(model_dir: str, model_uri: str) -> Optional[int]:
+    """The version already holding the model exported at `model_uri`, if any."""
+    for version in reversed(existing_versions(model_dir)):
+        metadata = read_metadata(model_dir, version) or {}
+        if metadata.get("model_uri") == model_uri:
+            return version
+    return None
+
+
+def publish_version(
+    source_dir: str,
+    model_dir: str,
+    metadata: Dict,
+    version: Optional[int] = None,
+) -> str:
+    """Copies a SavedModel into a new version directory atomically.
+
+    Args:
+      source_dir: the exported SavedModel (holds saved_model.pb).
+      model_dir: `<serving_base>/<model_name>`.
+      metadata: JSON-serializable facts written as push_metadata.json inside
+        the version (TF Serving ignores extra files).
+      version: a specific version; defaults to `next_version(model_dir)`.
+
+    Returns:
+      The path of the new version directory.
+
+    Raises:
+      FileNotFoundError: if `source_dir` holds no saved_model.pb.
+      VersionExistsError: if the version directory already exists.
+    """
+    if not fileio.exists(os.path.join(source_dir, "saved_model.pb")):
+        raise FileNotFoundError(f"No saved_model.pb in {source_dir}; nothing to push.")
+    fileio.makedirs(model_dir)
+    version = next_version(model_dir) if version is None else version
+    target = os.path.join(model_dir, str(version))
+    if fileio.exists(target):
+        raise VersionExistsError(f"Version {version} already exists at {target}; refusing to overwrite.")
+    staging = os.path.join(model_dir, f"{_STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        io_utils.copy_dir(source_dir, staging)
+        io_utils.write_string_file(
+            os.path.join(staging, METADATA_FILE),
+            json.dumps(dict(metadata, version=version), indent=2, sort_keys=True),
+        )
+        fileio.rename(staging, target, overwrite=False)
+    finally:
+        if fileio.exists(staging):
+            fileio.rmtree(staging)
+    return target
+
+
+def write_models_config(serving_base: str, model_name: str, server_base_path: str) -> str:
+    """Adds or updates the model's entry in `<serving_base>/models.config`.
+
+    Other models' entries are kept. The file is replaced atomically so a TF
+    Serving instance polling it never reads half a config.
+    """
+    path = os.path.join(serving_base, MODELS_CONFIG_FILE)
+    config = model_server_config_pb2.ModelServerConfig()
+    if fileio.exists(path):
+        with fileio.open(path) as f:
+            text_format.Parse(f.read(), config)
+    entries = config.model_config_list.config
+    entry = next((c for c in entries if c.name == model_name), None) or entries.add()
+    entry.name = model_name
+    entry.base_path = server_base_path
+    entry.model_platform = "tensorflow"
+    staging = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    io_utils.write_string_file(staging, text_format.MessageToString(config))
+    fileio.rename(staging, path, overwrite=True)
+    return path

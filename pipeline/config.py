@@ -1,0 +1,93 @@
+"""Typed pipeline settings shared by the local and the Kubeflow runner.
+
+Runners build one `PipelineConfig` (from flags) and hand it to
+`pipeline.pipeline.create_pipeline`; nothing here reads the environment.
+"""
+import dataclasses
+from typing import List, Optional, Tuple
+
+DEFAULT_PIPELINE_NAME = "rain-tomorrow"
+DEFAULT_MODEL_NAME = "rain_tomorrow"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Trainer settings: steps and the model's hyper-parameters."""
+
+    train_steps: int = 1500
+    eval_steps: int = 100
+    batch_size: int = 64
+    learning_rate: float = 0.003
+    hidden_units: Tuple[int, ...] = (32, 16)
+
+    def custom_config(self) -> dict:
+        """Hyper-parameters as the Trainer's `custom_config` (JSON-friendly)."""
+        return {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "hidden_units": list(self.hidden_units),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingThresholds:
+    """When the Evaluator blesses a candidate model.
+
+    Attributes:
+      min_auc: absolute floor on the candidate's eval AUC.
+      max_auc_decrease: how much lower than the latest blessed model's AUC the
+        candidate may score and still be blessed (0 = must not be worse).
+    """
+
+    min_auc: float = 0.65
+    max_auc_decrease: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `create_pipeline` needs; paths may be local or remote URIs.
+
+    Attributes:
+      pipeline_root: where TFX writes artifacts.
+      curated_root: the Spark job's `curated/` directory (holds span-<N>/).
+      schema_path: the curated schema file imported by ImportSchemaGen.
+      serving_base: TF Serving base directory; models land in
+        `<serving_base>/<model_name>/<version>/`.
+      server_model_base_path: the model directory as TF Serving sees it (for
+        `models.config`); defaults to `<serving_base>/<model_name>`.
+      span_window: how many of the latest spans ExampleGen reads (1 = latest).
+      beam_pipeline_args: Beam options for every Beam-based component.
+    """
+
+    pipeline_root: str
+    curated_root: str
+    schema_path: str
+    serving_base: str
+    pipeline_name: str = DEFAULT_PIPELINE_NAME
+    model_name: str = DEFAULT_MODEL_NAME
+    server_model_base_path: Optional[str] = None
+    span_window: int = 1
+    training: TrainingConfig = TrainingConfig()
+    thresholds: BlessingThresholds = BlessingThresholds()
+    beam_pipeline_args: Tuple[str, ...] = ()
+    enable_cache: bool = True
+
+
+def beam_args(num_workers: int = 0, extra: Tuple[str, ...] = ()) -> List[str]:
+    """Beam DirectRunner options.
+
+    In-memory is the default because worker processes cost more than they
+    gain on small data; multi-processing pays off from about a million rows.
+
+    Args:
+      num_workers: 0 for in-memory, N >= 1 for N worker processes.
+      extra: further Beam options appended as given.
+    """
+    if num_workers <= 0:
+        args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    else:
+        args = [
+            "--direct_running_mode=multi_processing",
+            f"--direct_num_workers={num_workers}",
+        ]
+    return args + list(extra)

@@ -1,0 +1,49 @@
+"""TFMA configuration: metrics, slices and the thresholds that bless a model."""
+import tensorflow_model_analysis as tfma
+
+from models import features
+from models.model import SERVING_OUTPUT_KEY
+from pipeline.config import BlessingThresholds
+
+BLESSING_METRIC = "auc"
+
+
+def create_eval_config(thresholds: BlessingThresholds) -> tfma.EvalConfig:
+    """EvalConfig with an absolute AUC floor and a change threshold vs baseline.
+
+    The change threshold only applies when a baseline (the latest blessed model)
+    exists; the first run is judged by the absolute floor alone.
+    """
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": thresholds.min_auc}
+        ),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -thresholds.max_auc_decrease},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.LABEL_KEY,
+                prediction_key=SERVING_OUTPUT_KEY,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="BinaryAccuracy"),
+                    tfma.MetricConfig(class_name="Precision"),
+                    tfma.MetricConfig(class_name="Recall"),
+                    tfma.MetricConfig(
+                        class_name="AUC", threshold=auc_threshold
+                    ),
+                ]
+            )
+        ],
+    )

@@ -1,0 +1,121 @@
+"""The rain-tomorrow TFX pipeline, as a pure factory both runners call."""
+from typing import Optional, Sequence
+
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_node
+
+from components.data_validation.component import AnomalyGate
+from components.parquet_example_gen.component import parquet_example_gen
+from components.versioned_pusher.component import VersionedPusher
+from pipeline.config import PipelineConfig
+from pipeline.eval_config import create_eval_config
+
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config=None,
+    data_preparation: Optional[base_node.BaseNode] = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the pipeline: curated Parquet in, a pushed TF Serving version out.
+
+    Args:
+      config: paths, training settings, thresholds and Beam options.
+      metadata_connection_config: ML Metadata connection (local runs); None on
+        Kubeflow, where the cluster provides it.
+      data_preparation: an optional node that produces the curated Parquet
+        (the Spark curation component on Kubeflow); ExampleGen runs after it.
+
+    Returns:
+      A `tfx.dsl.Pipeline`.
+    """
+    example_gen = parquet_example_gen(
+        input_base=config.curated_root, range_config=_span_range(config.span_window)
+    )
+    if data_preparation is not None:
+        example_gen.add_upstream_node(data_preparation)
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"]
+    )
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+    )
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+    )
+    # Transform does not read the gate's output; the edge is what makes an
+    # anomaly stop everything downstream.
+    transform.add_upstream_node(anomaly_gate)
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.training.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
+        custom_config=config.training.custom_config(),
+    )
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        eval_config=create_eval_config(config.thresholds),
+    )
+    pusher = VersionedPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"],
+        examples=example_gen.outputs["examples"],
+        serving_base=config.serving_base,
+        model_name=config.model_name,
+        server_model_base_path=config.server_model_base_path,
+    ).with_id("pusher")
+
+    components = [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        anomaly_gate,
+        transform,
+        trainer,
+        latest_blessed_model,
+        evaluator,
+        pusher,
+    ]
+    if data_preparation is not None:
+        components.insert(0, data_preparation)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_pipeline_args),
+    )
+
+
+def _span_range(span_window: int) -> Optional[tfx.proto.RangeConfig]:
+    """None reads the latest span; N > 1 reads the N most recent spans."""
+    if span_window <= 1:
+        return None
+    return tfx.proto.RangeConfig(
+        rolling_range=tfx.proto.RollingRange(num_spans=span_window)
+    )
+
+
+def component_ids(pipeline: tfx.dsl.Pipeline) -> Sequence[str]:
+    """Node ids in the order the pipeline lists them."""
+    return [component.id for component in pipeline.components]

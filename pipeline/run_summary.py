@@ -1,0 +1,189 @@
+"""What happened in a pipeline run, read back from ML Metadata.
+
+The local runner prints this after every run (and the HTML report renders
+it): each component's status and duration, the validation result, eval
+metrics against thresholds, the blessing verdict and the pushed version.
+"""
+import dataclasses
+from typing import Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from components import evaluation_results
+from components.data_validation.anomalies import AnomalyRow, load_anomaly_rows
+from components.versioned_pusher import executor as pusher_executor
+from tfx.types import artifact_utils
+
+_STATE_NAMES = {
+    metadata_store_pb2.Execution.NEW: "NEW",
+    metadata_store_pb2.Execution.RUNNING: "RUNNING",
+    metadata_store_pb2.Execution.COMPLETE: "COMPLETE",
+    metadata_store_pb2.Execution.FAILED: "FAILED",
+    metadata_store_pb2.Execution.CACHED: "CACHED",
+    metadata_store_pb2.Execution.CANCELED: "CANCELED",
+}
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    node_id: str
+    status: str
+    seconds: float
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """One pipeline run, as recorded in ML Metadata."""
+
+    pipeline_name: str
+    run_id: str
+    components: List[ComponentRun]
+    anomalies: Optional[List[AnomalyRow]] = None
+    evaluation: Optional[evaluation_results.EvaluationSummary] = None
+    evaluation_uri: Optional[str] = None
+    pushed: Optional[bool] = None
+    push_reason: str = ""
+    pushed_destination: str = ""
+
+    def status_of(self, node_id: str) -> Optional[str]:
+        return next((c.status for c in self.components if c.node_id == node_id), None)
+
+
+def collect_run_summary(
+    connection_config: metadata_store_pb2.ConnectionConfig,
+    pipeline_name: str,
+    run_id: Optional[str] = None,
+) -> Optional[RunSummary]:
+    """Reads the given run (default: the newest run of the pipeline)."""
+    store = metadata_store.MetadataStore(connection_config)
+    run_context = _run_context(store, pipeline_name, run_id)
+    if run_context is None:
+        return None
+    executions = sorted(
+        store.get_executions_by_context(run_context.id),
+        key=lambda e: e.create_time_since_epoch,
+    )
+    summary = RunSummary(pipeline_name, run_context.name, [])
+    for execution in executions:
+        node_id = _node_id(store, execution, pipeline_name)
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+        status = _STATE_NAMES.get(execution.last_known_state, "UNKNOWN")
+        summary.components.append(ComponentRun(node_id, status, seconds))
+        _read_outputs(store, execution, summary)
+    return summary
+
+
+def _run_context(store, pipeline_name: str, run_id: Optional[str]):
+    pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_context is None:
+        return None
+    runs = store.get_contexts_by_type("pipeline_run")
+    # Several pipelines may share one store: keep the runs of this pipeline.
+    pipeline_execution_ids = {e.id for e in store.get_executions_by_context(pipeline_context.id)}
+    runs = [
+        c for c in runs
+        if run_id in (None, c.name)
+        and any(e.id in pipeline_execution_ids for e in store.get_executions_by_context(c.id))
+    ]
+    return max(runs, key=lambda c: c.create_time_since_epoch, default=None)
+
+
+def _node_id(store, execution, pipeline_name: str) -> str:
+    prefix = pipeline_name + "."
+    for context in store.get_contexts_by_execution(execution.id):
+        if context.name.startswith(prefix) and context.type == "node":
+            return context.name[len(prefix):]
+    for context in store.get_contexts_by_execution(execution.id):
+        if context.name.startswith(prefix):
+            return context.name[len(prefix):]
+    return execution.type or str(execution.id)
+
+
+def _read_outputs(store, execution, summary: RunSummary) -> None:
+    events = store.get_events_by_execution_ids([execution.id])
+    output_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    if not output_ids:
+        return
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    for artifact in store.get_artifacts_by_id(output_ids):
+        kind = types.get(artifact.type_id)
+        if kind == "ExampleAnomalies":
+            splits = artifact_utils.decode_split_names(
+                artifact.properties["split_names"].string_value)
+            summary.anomalies = load_anomaly_rows(artifact.uri, splits)
+        elif kind == "ModelEvaluation":
+            summary.evaluation_uri = artifact.uri
+            summary.evaluation = evaluation_results.summarize(artifact.uri)
+        elif kind == "PushedModel":
+            props = artifact.custom_properties
+            summary.pushed = bool(props[pusher_executor.PUSHED].int_value)
+            summary.push_reason = props[pusher_executor.PUSH_REASON].string_value
+            summary.pushed_destination = props[pusher_executor.PUSHED_DESTINATION].string_value
+
+
+def format_run_summary(summary: RunSummary) -> str:
+    """A plain-text report for the terminal."""
+    lines = [f"Pipeline {summary.pipeline_name}, run {summary.run_id}", ""]
+    lines.append(f"  {'component':<32}{'status':<10}{'seconds':>8}")
+    for c in summary.components:
+        lines.append(f"  {c.node_id:<32}{c.status:<10}{c.seconds:>8.1f}")
+    lines.append("")
+    lines.extend(_format_validation(summary))
+    lines.extend(_format_evaluation(summary))
+    lines.extend(_format_push(summary))
+    return "\n".join(lines)
+
+
+def _format_validation(summary: RunSummary) -> List[str]:
+    if summary.anomalies is None:
+        return ["Data validation: not run"]
+    if not summary.anomalies:
+        return ["Data validation: no anomalies"]
+    lines = [f"Data validation: {len(summary.anomalies)} anomalies (run stopped before Transform)"]
+    lines += [f"  [{a.split}] {a.feature}: {a.anomaly} - {a.description}" for a in summary.anomalies]
+    return lines
+
+
+def _format_evaluation(summary: RunSummary) -> List[str]:
+    evaluation = summary.evaluation
+    if evaluation is None:
+        return ["Evaluation: not run"]
+    lines = ["Evaluation (overall slice):"]
+    candidate = evaluation.metrics.get(evaluation_results.CANDIDATE, {})
+    baseline = evaluation.metrics.get(evaluation_results.BASELINE, {})
+    for name in sorted(candidate):
+        text = f"  {name:<20}{candidate[name]:>10.4f}"
+        if name in baseline:
+            text += f"   baseline {baseline[name]:.4f}"
+        rule = evaluation.thresholds.get(name)
+        if rule:
+            text += "   threshold " + _describe_threshold(rule, evaluation.has_baseline)
+        lines.append(text)
+    if evaluation.blessed:
+        why = "all thresholds met" + (
+            " (compared with the latest blessed model)" if evaluation.has_baseline
+            else " (first model: no baseline, absolute thresholds only)")
+        lines.append(f"Blessed: yes, {why}")
+    else:
+        lines.append("Blessed: no")
+        lines += [f"  - {f}" for f in evaluation.failures]
+    return lines
+
+
+def _describe_threshold(rule: Dict[str, float], has_baseline: bool) -> str:
+    parts = []
+    if "lower_bound" in rule:
+        parts.append(f">= {rule['lower_bound']:g}")
+    if "max_decrease" in rule:
+        parts.append(f"no more than {rule['max_decrease']:g} below baseline"
+                     + ("" if has_baseline else " (no baseline yet)"))
+    return ", ".join(parts)
+
+
+def _format_push(summary: RunSummary) -> List[str]:
+    if summary.pushed is None:
+        return ["Push: pusher did not run, nothing pushed"]
+    if summary.pushed:
+        return [f"Pushed: {summary.pushed_destination}"]
+    return [f"Not pushed: {summary.push_reason}"]

@@ -18,6 +18,7 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_RUNS_DIR = os.path.join(REPO_ROOT, "runs")
 SCHEMA_PATH = os.path.join(REPO_ROOT, "schema", "schema.pbtxt")
 METADATA_FILE = "metadata.sqlite"
+REPORTS_DIR = "reports"
 
 
 def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -75,6 +76,7 @@ def run_pipeline(flags: argparse.Namespace) -> int:
     from components.data_validation.component import DataAnomaliesError
     from components.spark_curation.job import CURATED_DIR
     from pipeline.pipeline import create_pipeline
+    from pipeline.report import write_report
     from pipeline.run_summary import collect_run_summary, format_run_summary
     from pipeline.runner_settings import pipeline_config_from_flags
 
@@ -101,6 +103,8 @@ def run_pipeline(flags: argparse.Namespace) -> int:
     if summary is not None:
         print()
         print(format_run_summary(summary))
+        report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
+        print(f"\nReport: {report}")
     return exit_code
 
 

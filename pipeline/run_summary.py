@@ -42,6 +42,8 @@ class RunSummary:
     anomalies: Optional[List[AnomalyRow]] = None
     evaluation: Optional[evaluation_results.EvaluationSummary] = None
     evaluation_uri: Optional[str] = None
+    statistics_uri: Optional[str] = None
+    statistics_splits: List[str] = dataclasses.field(default_factory=list)
     pushed: Optional[bool] = None
     push_reason: str = ""
     pushed_destination: str = ""
@@ -108,7 +110,11 @@ def _read_outputs(store, execution, summary: RunSummary) -> None:
     types = {t.id: t.name for t in store.get_artifact_types()}
     for artifact in store.get_artifacts_by_id(output_ids):
         kind = types.get(artifact.type_id)
-        if kind == "ExampleAnomalies":
+        if kind == "ExampleStatistics":
+            summary.statistics_uri = artifact.uri
+            summary.statistics_splits = artifact_utils.decode_split_names(
+                artifact.properties["split_names"].string_value)
+        elif kind == "ExampleAnomalies":
             splits = artifact_utils.decode_split_names(
                 artifact.properties["split_names"].string_value)
             summary.anomalies = load_anomaly_rows(artifact.uri, splits)

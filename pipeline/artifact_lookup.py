@@ -1,0 +1,80 @@
+"""Finds a pipeline's artifacts through ML Metadata, never by guessing paths.
+
+Used by the notebooks: "the newest statistics", "the statistics of the span
+before it", "the schema that run used" are MLMD queries, so they keep working
+when TFX changes its directory layout.
+"""
+import os
+from typing import Iterator, List, Optional, Tuple
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+
+METADATA_FILE = "metadata.sqlite"
+_DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+
+
+def open_store(pipeline_root: str) -> metadata_store.MetadataStore:
+    """The SQLite ML Metadata store the local runner keeps under `pipeline_root`."""
+    path = os.path.join(pipeline_root, METADATA_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No ML Metadata store at {path}: run the pipeline first (./scripts/run.sh) "
+            "or point pipeline_root at a run.")
+    return metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(path))
+
+
+def _executions(store, pipeline_name: str, node_id: str) -> List[metadata_store_pb2.Execution]:
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if context is None:
+        return []
+    executions = [e for e in store.get_executions_by_context(context.id) if e.last_known_state in _DONE]
+    return sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True)
+
+
+def _artifacts_of(store, execution_id: int, event_type, key: Optional[str] = None):
+    events = [
+        e for e in store.get_events_by_execution_ids([execution_id])
+        if e.type == event_type and (key is None or e.path.steps[0].key == key)
+    ]
+    return store.get_artifacts_by_id([e.artifact_id for e in events]) if events else []
+
+
+def outputs(store, pipeline_name: str, node_id: str, output_key: str) -> Iterator[Tuple[int, metadata_store_pb2.Artifact]]:
+    """(execution id, artifact) of a node's output key, newest execution first."""
+    for execution in _executions(store, pipeline_name, node_id):
+        for artifact in _artifacts_of(store, execution.id, metadata_store_pb2.Event.OUTPUT, output_key):
+            yield execution.id, artifact
+
+
+def latest_output(store, pipeline_name: str, node_id: str, output_key: str) -> metadata_store_pb2.Artifact:
+    """The newest artifact a node wrote under `output_key`; a clear error if none."""
+    for _, artifact in outputs(store, pipeline_name, node_id, output_key):
+        return artifact
+    raise LookupError(
+        f"No '{output_key}' output of {node_id} recorded for pipeline {pipeline_name}; "
+        "has the pipeline run this far?")
+
+
+def input_span(store, execution_id: int) -> Optional[int]:
+    """The span of the Examples an execution read."""
+    for artifact in _artifacts_of(store, execution_id, metadata_store_pb2.Event.INPUT, "examples"):
+        if "span" in artifact.properties:
+            return artifact.properties["span"].int_value
+    return None
+
+
+def statistics_by_span(store, pipeline_name: str, node_id: str = "StatisticsGen") -> dict:
+    """{span: newest statistics artifact computed on that span}, newest span first."""
+    result = {}
+    for execution_id, artifact in outputs(store, pipeline_name, node_id, "statistics"):
+        span = input_span(store, execution_id)
+        if span is not None and span not in result:
+            result[span] = artifact
+    return dict(sorted(result.items(), reverse=True))
+
+
+def split_path(artifact: metadata_store_pb2.Artifact, split: str, file_name: str) -> str:
+    """`<uri>/Split-<split>/<file_name>`, TFX's per-split layout."""
+    return os.path.join(artifact.uri, f"Split-{split}", file_name)

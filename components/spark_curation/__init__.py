@@ -1,0 +1,1 @@
+"""Spark job that turns raw daily weather CSVs into curated Parquet spans."""

@@ -1,0 +1,1 @@
+"""Lossless, columnar Parquet -> tf.Example ExampleGen."""

@@ -1,0 +1,56 @@
+"""`parquet_example_gen`: FileBasedExampleGen with the lossless Parquet executor."""
+from typing import Optional
+
+from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+
+from components.parquet_example_gen.executor import Executor
+
+# The Spark curation job writes `<curated root>/span-<N>/part-*.parquet`.
+SPAN_SPLIT_PATTERN = "span-{SPAN}/*.parquet"
+SINGLE_SPLIT = "single_split"
+TRAIN_EVAL_HASH_BUCKETS = {"train": 2, "eval": 1}
+
+
+def default_input_config() -> tfx.proto.Input:
+    """One input split addressing spans; ExampleGen resolves {SPAN}."""
+    return tfx.proto.Input(
+        splits=[tfx.proto.Input.Split(name=SINGLE_SPLIT, pattern=SPAN_SPLIT_PATTERN)]
+    )
+
+
+def default_output_config() -> tfx.proto.Output:
+    """Deterministic 2:1 train/eval hash split (a record always lands in one split)."""
+    return tfx.proto.Output(
+        split_config=tfx.proto.SplitConfig(
+            splits=[
+                tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+                for name, buckets in TRAIN_EVAL_HASH_BUCKETS.items()
+            ]
+        )
+    )
+
+
+def parquet_example_gen(
+    input_base: str,
+    *,
+    range_config: Optional[tfx.proto.RangeConfig] = None,
+    input_config: Optional[tfx.proto.Input] = None,
+    output_config: Optional[tfx.proto.Output] = None,
+) -> FileBasedExampleGen:
+    """ExampleGen over curated Parquet spans under `input_base`.
+
+    Args:
+      input_base: the curated root holding `span-<N>/` directories.
+      range_config: which spans to read; None reads the latest span.
+      input_config: defaults to `span-{SPAN}/*.parquet`.
+      output_config: defaults to a 2:1 train/eval hash split.
+    """
+    return FileBasedExampleGen(
+        input_base=input_base,
+        input_config=input_config or default_input_config(),
+        output_config=output_config or default_output_config(),
+        range_config=range_config,
+        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
+    )

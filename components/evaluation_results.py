@@ -92,17 +92,16 @@ def configured_thresholds(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
     thresholds: Dict[str, Dict[str, float]] = {}
     for spec in eval_config.get("metricsSpecs", []):
         for metric in spec.get("metrics", []):
-            threshold = metric.get("threshold")
-            if not threshold:
-                continue
-            name = _metric_name(metric)
-            entry = thresholds.setdefault(name, {})
-            lower = threshold.get("valueThreshold", {}).get("lowerBound")
-            if lower is not None:
-                entry["lower_bound"] = float(lower)
-            change = threshold.get("changeThreshold", {}).get("absolute")
-            if change is not None:
-                entry["max_decrease"] = -float(change)
+            rules = [metric.get("threshold")] + [
+                p.get("threshold") for p in metric.get("perSliceThresholds", [])]
+            for threshold in filter(None, rules):
+                entry = thresholds.setdefault(_metric_name(metric), {})
+                lower = threshold.get("valueThreshold", {}).get("lowerBound")
+                if lower is not None:
+                    entry["lower_bound"] = float(lower)
+                change = threshold.get("changeThreshold", {}).get("absolute")
+                if change is not None:
+                    entry["max_decrease"] = -float(change)
     return thresholds
 
 
@@ -111,19 +110,30 @@ def _metric_name(metric: dict) -> str:
     return config.get("name") or metric["className"].lower()
 
 
+def describe_failure(failure) -> str:
+    """One line: which metric, measured how, against which threshold."""
+    value = _metric_value(failure.metric_value)
+    threshold = failure.metric_threshold
+    if failure.metric_key.is_diff:
+        allowed = threshold.change_threshold.absolute.value
+        return (f"{failure.metric_key.name} is {value:+.4f} vs the baseline "
+                f"(latest blessed model); allowed change >= {allowed:+.4f}")
+    rule = threshold.value_threshold
+    bound = (f">= {rule.lower_bound.value:g}" if rule.HasField("lower_bound")
+             else f"<= {rule.upper_bound.value:g}")
+    return f"{failure.metric_key.name} = {value:.4f}, required {bound}"
+
+
 def summarize(evaluation_uri: str) -> EvaluationSummary:
     """Metrics, thresholds and the blessing verdict of one Evaluator run."""
     validation = tfma.load_validation_result(evaluation_uri)
     failures = []
     for per_slice in validation.metric_validations_per_slice:
+        where = ", ".join(k.column for k in per_slice.slice_key.single_slice_keys)
         for failure in per_slice.failures:
-            failures.append(
-                f"{failure.metric_key.name}"
-                f"{' (vs baseline)' if failure.metric_key.is_diff else ''}: "
-                f"{failure.message or 'threshold not met'}"
-            )
-    for missing in validation.missing_thresholds:
-        failures.append(f"no value for thresholded metric {missing.metric_key.name}")
+            failures.append(describe_failure(failure) + (f" (slice {where})" if where else ""))
+    if validation.missing_thresholds:
+        failures.append("a thresholded metric was not computed")
     metrics = overall_metrics(evaluation_uri)
     return EvaluationSummary(
         metrics=metrics,

@@ -40,8 +40,17 @@ def create_eval_config(thresholds: BlessingThresholds) -> tfma.EvalConfig:
                     tfma.MetricConfig(class_name="BinaryAccuracy"),
                     tfma.MetricConfig(class_name="Precision"),
                     tfma.MetricConfig(class_name="Recall"),
+                    # Blessing is decided on the overall slice only; per-slice
+                    # values are reported, since small slices (one month of
+                    # one station) are too noisy to gate on.
                     tfma.MetricConfig(
-                        class_name="AUC", threshold=auc_threshold
+                        class_name="AUC",
+                        per_slice_thresholds=[
+                            tfma.PerSliceMetricThreshold(
+                                slicing_specs=[tfma.SlicingSpec()],
+                                threshold=auc_threshold,
+                            )
+                        ],
                     ),
                 ]
             )

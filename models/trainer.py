@@ -1,0 +1,74 @@
+"""The Trainer's `run_fn`: adapts TFX's FnArgs to the plain functions of model.py.
+
+Referenced by the pipeline as "models.trainer.run_fn"; the only module of
+`models/` that imports TFX.
+"""
+import logging
+from typing import List
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from models import model as model_lib
+
+
+def input_fn(
+    file_patterns: List[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+) -> tf.data.Dataset:
+    """Repeating (transformed features, label) batches read from `file_patterns`.
+
+    Args:
+      file_patterns: patterns of the transformed example files of one split.
+      data_accessor: the Trainer's accessor, which knows the examples' format.
+      tf_transform_output: gives the transformed schema to parse with.
+      batch_size: examples per batch.
+    """
+    return data_accessor.tf_dataset_factory(
+        file_patterns,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size, label_key=model_lib.TRANSFORMED_LABEL_KEY
+        ),
+        tf_transform_output.transformed_metadata.schema,
+    ).repeat()
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Builds, trains and exports the model as the TFX Trainer asks.
+
+    Args:
+      fn_args: the Trainer's arguments; uses train_files, eval_files,
+        train_steps, eval_steps, transform_graph_path, data_accessor,
+        custom_config (hyper-parameters, see `model_lib.HParams.from_config`),
+        model_run_dir (TensorBoard logs) and serving_model_dir (the export).
+    """
+    if not fn_args.train_steps or not fn_args.eval_steps:
+        raise ValueError(
+            "The Trainer needs train_args.num_steps and eval_args.num_steps > 0 "
+            f"(got {fn_args.train_steps} and {fn_args.eval_steps}); the datasets "
+            "repeat forever, so training would never end."
+        )
+    hparams = model_lib.HParams.from_config(fn_args.custom_config)
+    logging.info("Training with %s", hparams)
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+
+    accessor = fn_args.data_accessor
+    batch_size = hparams.batch_size
+    train_dataset = input_fn(fn_args.train_files, accessor, tft_output, batch_size)
+    eval_dataset = input_fn(fn_args.eval_files, accessor, tft_output, batch_size)
+    model = model_lib.build_model(tft_output, hparams)
+    model_lib.train_model(
+        model,
+        train_dataset,
+        eval_dataset,
+        train_steps=fn_args.train_steps,
+        eval_steps=fn_args.eval_steps,
+        log_dir=fn_args.model_run_dir,
+    )
+    model_lib.export_serving_model(
+        model, tft_output, fn_args.serving_model_dir
+    )

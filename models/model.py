@@ -43,12 +43,14 @@ class HParams:
       hidden_units: sizes of the hidden Dense layers, input side first.
       batch_size: examples per training and evaluation batch.
       embedding_dim: width of the embedding of each categorical feature.
+      seed: seeds weight initialisation and shuffling, so a run is repeatable.
     """
 
     learning_rate: float = 0.003
     hidden_units: Tuple[int, ...] = (32, 16)
     batch_size: int = 64
     embedding_dim: int = 4
+    seed: int = 0
 
     def __post_init__(self):
         if self.learning_rate <= 0:

@@ -8,6 +8,7 @@ from typing import List
 
 import tensorflow as tf
 import tensorflow_transform as tft
+import tf_keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
@@ -60,6 +61,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     batch_size = hparams.batch_size
     train_dataset = input_fn(fn_args.train_files, accessor, tft_output, batch_size)
     eval_dataset = input_fn(fn_args.eval_files, accessor, tft_output, batch_size)
+    tf_keras.utils.set_random_seed(hparams.seed)
     model = model_lib.build_model(tft_output, hparams)
     model_lib.train_model(
         model,

@@ -19,6 +19,7 @@ class TrainingConfig:
     batch_size: int = 64
     learning_rate: float = 0.003
     hidden_units: Tuple[int, ...] = (32, 16)
+    seed: int = 0
 
     def custom_config(self) -> dict:
         """Hyper-parameters as the Trainer's `custom_config` (JSON-friendly)."""
@@ -26,6 +27,7 @@ class TrainingConfig:
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "hidden_units": list(self.hidden_units),
+            "seed": self.seed,
         }
 
 

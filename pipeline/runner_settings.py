@@ -34,6 +34,8 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group.add_argument("--learning-rate", type=float, default=_TRAINING_DEFAULTS.learning_rate)
     group.add_argument("--hidden-units", default=",".join(map(str, _TRAINING_DEFAULTS.hidden_units)),
                        help="comma-separated layer sizes, e.g. 32,16")
+    group.add_argument("--seed", type=int, default=_TRAINING_DEFAULTS.seed,
+                       help="seeds weight initialisation, so a run is repeatable")
     group = parser.add_argument_group("blessing thresholds")
     group.add_argument("--min-auc", type=float, default=_THRESHOLD_DEFAULTS.min_auc)
     group.add_argument("--max-auc-decrease", type=float, default=_THRESHOLD_DEFAULTS.max_auc_decrease,
@@ -70,6 +72,7 @@ def pipeline_config_from_flags(
             batch_size=flags.batch_size,
             learning_rate=flags.learning_rate,
             hidden_units=tuple(int(u) for u in flags.hidden_units.split(",") if u),
+            seed=flags.seed,
         ),
         thresholds=BlessingThresholds(
             min_auc=flags.min_auc, max_auc_decrease=flags.max_auc_decrease

@@ -1,0 +1,116 @@
+"""The bundled Seattle data through the whole local pipeline (see pipeline_runs)."""
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from models import features
+from tests.pipeline_runs import ANOMALOUS_WIND
+
+pytestmark = pytest.mark.slow
+
+PIPELINE_NODES = (
+    "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+    "AnomalyGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "pusher",
+)
+
+
+def _statuses(record):
+    return {c.node_id: c.status for c in record.summary.components}
+
+
+def _raw_request(runs_dir, n=5):
+    """Serialized tf.Examples with only the model's raw features, as a client sends."""
+    table = pq.read_table(os.path.join(runs_dir, "data", "curated", "span-1"))
+    examples = []
+    for row in table.slice(0, n).to_pylist():
+        feature = {}
+        for name, kind in features.MODEL_FEATURES.items():
+            if row[name] is None:
+                continue
+            if kind == features.CATEGORICAL:
+                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[row[name].encode()]))
+            else:
+                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[row[name]]))
+        examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return examples
+
+
+def test_first_run_executes_every_component_and_pushes(pipeline_runs):
+    first = pipeline_runs.first
+    assert first.exit_code == 0, first.stderr[-3000:]
+    assert "1461 rows in, 1460 written" in first.stdout
+    statuses = _statuses(first)
+    assert {n: statuses.get(n) for n in PIPELINE_NODES} == {n: "COMPLETE" for n in PIPELINE_NODES}
+    assert first.summary.anomalies == []
+    evaluation = first.summary.evaluation
+    assert evaluation.blessed and not evaluation.has_baseline
+    assert evaluation.metrics["candidate"]["auc"] >= 0.65
+    assert evaluation.metrics["candidate"]["example_count"] > 300
+    assert "Blessed: yes" in first.stdout and "no baseline" in first.stdout
+
+
+def test_pushed_version_layout_and_metadata(pipeline_runs):
+    first = pipeline_runs.first
+    versions = [p for p in first.serving_files if os.path.dirname(p) == pipeline_runs.model_dir]
+    assert len(versions) == 1 and os.path.basename(versions[0]).isdigit()
+    version_dir = versions[0]
+    assert first.summary.pushed and first.summary.pushed_destination == version_dir
+    assert f"Pushed: {version_dir}" in first.stdout
+    assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(version_dir, "variables"))
+    metadata = json.load(open(os.path.join(version_dir, "push_metadata.json")))
+    assert metadata["version"] == int(os.path.basename(version_dir))
+    assert metadata["pipeline_run_id"] == first.summary.run_id
+    assert metadata["data"][0]["span"] == 1
+    assert metadata["thresholds"]["auc"]["lower_bound"] == pytest.approx(0.65)
+    assert metadata["metrics"]["candidate"]["auc"] == pytest.approx(
+        first.summary.evaluation.metrics["candidate"]["auc"])
+    config = open(os.path.join(pipeline_runs.runs_dir, "serving", "models.config")).read()
+    assert 'name: "rain_tomorrow"' in config and f'base_path: "{pipeline_runs.model_dir}"' in config
+
+
+def test_pushed_model_serves_raw_examples(pipeline_runs):
+    version_dir = pipeline_runs.first.summary.pushed_destination
+    serve = tf.saved_model.load(version_dir).signatures["serving_default"]
+    outputs = serve(examples=tf.constant(_raw_request(pipeline_runs.runs_dir)))
+    probabilities = outputs["rain_probability"].numpy()
+    assert probabilities.shape == (5, 1)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_unchanged_rerun_hits_the_cache_and_pushes_nothing(pipeline_runs):
+    rerun = pipeline_runs.rerun
+    assert rerun.exit_code == 0, rerun.stderr[-3000:]
+    assert "already curated as span 1" in rerun.stdout
+    statuses = _statuses(rerun)
+    for node in ("FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"):
+        assert statuses[node] == "CACHED", statuses
+    assert rerun.serving_files == pipeline_runs.first.serving_files
+    assert not rerun.summary.pushed
+
+
+def test_worse_candidate_is_not_blessed_and_not_pushed(pipeline_runs):
+    worse = pipeline_runs.worse
+    assert worse.exit_code == 0, worse.stderr[-3000:]
+    evaluation = worse.summary.evaluation
+    assert evaluation.has_baseline and not evaluation.blessed
+    assert any("vs the baseline" in f for f in evaluation.failures), evaluation.failures
+    assert evaluation.metrics["candidate"]["auc"] < evaluation.metrics["baseline"]["auc"]
+    assert worse.summary.pushed is False and "not blessed" in worse.summary.push_reason
+    assert "Blessed: no" in worse.stdout
+    assert worse.serving_files == pipeline_runs.first.serving_files
+
+
+def test_anomalous_span_stops_before_transform_and_leaves_serving_untouched(pipeline_runs):
+    anomalous = pipeline_runs.anomalous
+    assert anomalous.exit_code == 1
+    statuses = _statuses(anomalous)
+    assert statuses["AnomalyGate"] == "FAILED"
+    assert not {"Transform", "Trainer", "Evaluator", "pusher"} & set(statuses)
+    wind = [a for a in anomalous.summary.anomalies if a.feature == "wind"]
+    assert wind and f"{ANOMALOUS_WIND:g}" in wind[0].description
+    assert "wind" in anomalous.stderr and "FLOAT_TYPE_BIG_FLOAT" in anomalous.stderr
+    assert anomalous.serving_files == pipeline_runs.first.serving_files

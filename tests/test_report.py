@@ -1,0 +1,48 @@
+"""The HTML run report: written for real runs, names the version and metrics."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from pipeline.report import write_report
+
+pytestmark = pytest.mark.slow
+
+
+def test_report_of_first_run_names_pushed_version_and_metrics(pipeline_runs, tmp_path):
+    first = pipeline_runs.first
+    assert "Report: " in first.stdout
+    path = write_report(first.summary, str(tmp_path))
+    html = open(path).read()
+    assert first.summary.pushed_destination in html
+    auc = first.summary.evaluation.metrics["candidate"]["auc"]
+    assert f"{auc:.4f}" in html
+    assert "<svg" in html and "Per slice" in html
+    for node in ("Transform", "Trainer", "pusher"):
+        assert f"<td>{node}</td>" in html
+    assert not re.search(r"(src|href)=\"https?://", html), "report must be self-contained"
+
+
+def test_report_of_anomalous_run_says_why_nothing_was_pushed(pipeline_runs, tmp_path):
+    html = open(write_report(pipeline_runs.anomalous.summary, str(tmp_path))).read()
+    assert "Nothing pushed: data anomalies stopped the run" in html
+    assert "FLOAT_TYPE_BIG_FLOAT" in html and "<td>wind</td>" in html
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(pipeline_runs, tmp_path):
+    path = write_report(pipeline_runs.first.summary, str(tmp_path))
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={screenshot}", "--window-size=1200,1600", f"file://{path}"],
+        check=True, timeout=120, capture_output=True)
+    assert screenshot.stat().st_size > 10_000

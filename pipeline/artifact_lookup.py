@@ -60,8 +60,9 @@ def latest_output(store, pipeline_name: str, node_id: str, output_key: str) -> m
 def input_span(store, execution_id: int) -> Optional[int]:
     """The span of the Examples an execution read."""
     for artifact in _artifacts_of(store, execution_id, metadata_store_pb2.Event.INPUT, "examples"):
-        if "span" in artifact.properties:
-            return artifact.properties["span"].int_value
+        for properties in (artifact.custom_properties, artifact.properties):
+            if "span" in properties:
+                return properties["span"].int_value
     return None
 
 

@@ -31,11 +31,15 @@ def create_pipeline(
     Returns:
       A `tfx.dsl.Pipeline`.
     """
-    example_gen = parquet_example_gen(
-        input_base=config.curated_root, range_config=_span_range(config.span_window)
-    )
+    example_gen = parquet_example_gen(input_base=config.curated_root)
     if data_preparation is not None:
         example_gen.add_upstream_node(data_preparation)
+    # ExampleGen ingests (and the validators check) the latest span; training
+    # and evaluation read either that span or the latest `span_window` spans.
+    span_window = _span_window_resolver(example_gen, config.span_window)
+    training_examples = (
+        span_window.outputs["examples"] if span_window else example_gen.outputs["examples"]
+    )
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]
     )
@@ -46,7 +50,7 @@ def create_pipeline(
     )
     anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
     )
@@ -68,7 +72,7 @@ def create_pipeline(
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=create_eval_config(config.thresholds),
@@ -77,7 +81,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         evaluation=evaluator.outputs["evaluation"],
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         serving_base=config.serving_base,
         model_name=config.model_name,
         server_model_base_path=config.server_model_base_path,
@@ -85,6 +89,7 @@ def create_pipeline(
 
     components = [
         example_gen,
+        *([span_window] if span_window else []),
         statistics_gen,
         schema_gen,
         example_validator,
@@ -107,13 +112,30 @@ def create_pipeline(
     )
 
 
-def _span_range(span_window: int) -> Optional[tfx.proto.RangeConfig]:
-    """None reads the latest span; N > 1 reads the N most recent spans."""
+def _span_window_resolver(example_gen, span_window: int):
+    """None for the latest span only; else a resolver of the latest N spans.
+
+    TFX 1.16's ExampleGen reads exactly one span per run (it rejects a
+    RollingRange of more), so a window is the spans earlier runs ingested,
+    gathered from ML Metadata by span number.
+    """
     if span_window <= 1:
         return None
-    return tfx.proto.RangeConfig(
-        rolling_range=tfx.proto.RollingRange(num_spans=span_window)
-    )
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+        config={
+            "range_config": tfx.proto.RangeConfig(
+                rolling_range=tfx.proto.RollingRange(num_spans=span_window)
+            )
+        },
+        examples=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Examples,
+            producer_component_id=example_gen.id,
+        ),
+    ).with_id("span_window_resolver")
+    # Resolve after this run's ExampleGen, so the window includes its span.
+    resolver.add_upstream_node(example_gen)
+    return resolver
 
 
 def component_ids(pipeline: tfx.dsl.Pipeline) -> Sequence[str]:

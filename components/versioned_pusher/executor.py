@@ -95,8 +95,8 @@ class Executor(base_executor.BaseExecutor):
             metadata["data"] = [
                 {
                     "uri": e.uri,
-                    "span": e.span,
-                    "version": e.version,
+                    "span": _int_property(e, "span"),
+                    "version": _int_property(e, "version"),
                 }
                 for e in examples
             ]
@@ -106,3 +106,10 @@ class Executor(base_executor.BaseExecutor):
 def _pipeline_name(context) -> str:
     info = context.pipeline_info if context else None
     return info.id if info else ""
+
+
+def _int_property(artifact, name: str) -> int:
+    """ExampleGen records span/version as custom properties, not properties."""
+    if artifact.has_custom_property(name):
+        return artifact.get_int_custom_property(name)
+    return getattr(artifact, name, 0) or 0

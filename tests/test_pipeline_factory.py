@@ -1,0 +1,55 @@
+"""create_pipeline wires the graph both runners share."""
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import component_ids, create_pipeline
+
+
+def _config(**overrides):
+    values = dict(pipeline_root="/root", curated_root="/data/curated",
+                  schema_path="/schema/schema.pbtxt", serving_base="/serving")
+    values.update(overrides)
+    return PipelineConfig(**values)
+
+
+def _by_id(pipeline):
+    return {c.id: c for c in pipeline.components}
+
+
+def test_default_graph_reads_latest_span_and_gates_transform_on_anomalies():
+    pipeline = create_pipeline(_config())
+    assert sorted(component_ids(pipeline)) == sorted([
+        "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+        "AnomalyGate", "Transform", "Trainer", "latest_blessed_model_resolver",
+        "Evaluator", "pusher",
+    ])
+    nodes = _by_id(pipeline)
+    assert "AnomalyGate" in {n.id for n in nodes["Transform"].upstream_nodes}
+    assert nodes["Transform"].inputs["examples"].producer_component_id == "FileBasedExampleGen"
+    assert nodes["Trainer"].exec_properties["run_fn"] == "models.trainer.run_fn"
+    assert nodes["Transform"].exec_properties["preprocessing_fn"] == "models.preprocessing.preprocessing_fn"
+    assert nodes["pusher"].exec_properties["serving_base"] == "/serving"
+
+
+def test_span_window_trains_on_resolved_spans():
+    pipeline = create_pipeline(_config(span_window=3))
+    nodes = _by_id(pipeline)
+    resolver = nodes["span_window_resolver"]
+    assert "FileBasedExampleGen" in {n.id for n in resolver.upstream_nodes}
+    for consumer in ("Transform", "Evaluator", "pusher"):
+        assert nodes[consumer].inputs["examples"].producer_component_id == "span_window_resolver"
+    # New data is still validated span by span.
+    assert nodes["StatisticsGen"].inputs["examples"].producer_component_id == "FileBasedExampleGen"
+
+
+@tfx.dsl.components.component
+def PrepareData(marker: tfx.dsl.components.Parameter[str]) -> None:
+    """Stand-in for the Spark curation component."""
+
+
+def test_data_preparation_runs_before_example_gen():
+    stand_in = PrepareData(marker="x")
+    pipeline = create_pipeline(_config(), data_preparation=stand_in)
+    example_gen = _by_id(pipeline)["FileBasedExampleGen"]
+    assert stand_in in example_gen.upstream_nodes
+    assert stand_in.id in component_ids(pipeline)

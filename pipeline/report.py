@@ -92,7 +92,7 @@ def render_report(summary: RunSummary, sliced: Optional[List[dict]] = None,
     sections.append(_verdict(summary))
     sections.append("<h2>Components</h2>" + _table(
         ["component", "status", "seconds"],
-        [[c.node_id, c.status, round(c.seconds, 1)] for c in summary.components], numeric_from=2))
+        [[c.node_id, c.status, f"{c.seconds:.1f}"] for c in summary.components], numeric_from=2))
     sections.append("<h2>Data statistics</h2>" + (
         _table(["split", "feature", "examples", "missing", "mean / unique", "min", "max"],
                statistics, numeric_from=2) if statistics else "<p>No statistics for this run.</p>"))
@@ -143,10 +143,19 @@ def _evaluation(summary: RunSummary, sliced: List[dict]) -> str:
              _table(["metric", "candidate", "baseline", "min value", "max decrease vs baseline"], rows, 1),
              metrics_svg(candidate, baseline, evaluation.thresholds)]
     if sliced:
+        sliced = sorted(sliced, key=_slice_order)
         keys = sorted({k for row in sliced for k in row if k != "slice"})
         parts.append("<h3>Per slice (candidate)</h3>" + _table(
             ["slice"] + keys, [[row["slice"]] + [row.get(k, "") for k in keys] for row in sliced], 1))
     return "\n".join(parts)
+
+
+def _slice_order(row: dict):
+    """Overall first, then by slice column, numeric values in numeric order."""
+    if row["slice"] == "Overall":
+        return (0, "", 0, "")
+    column, _, value = row["slice"].partition("=")
+    return (1, column, int(value) if value.isdigit() else 0, value)
 
 
 def write_report(summary: RunSummary, output_dir: str) -> str:

@@ -104,13 +104,19 @@ def _node_id(store, execution, pipeline_name: str) -> str:
 
 def _read_outputs(store, execution, summary: RunSummary) -> None:
     events = store.get_events_by_execution_ids([execution.id])
-    output_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
-    if not output_ids:
+    # Keyed by output name: Transform also writes ExampleStatistics
+    # (pre/post transform), which are not the data statistics.
+    output_keys = {
+        e.artifact_id: e.path.steps[0].key
+        for e in events
+        if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps
+    }
+    if not output_keys:
         return
     types = {t.id: t.name for t in store.get_artifact_types()}
-    for artifact in store.get_artifacts_by_id(output_ids):
+    for artifact in store.get_artifacts_by_id(list(output_keys)):
         kind = types.get(artifact.type_id)
-        if kind == "ExampleStatistics":
+        if kind == "ExampleStatistics" and output_keys[artifact.id] == "statistics":
             summary.statistics_uri = artifact.uri
             summary.statistics_splits = artifact_utils.decode_split_names(
                 artifact.properties["split_names"].string_value)

@@ -14,7 +14,7 @@ DEFAULT_MODEL_NAME = "rain_tomorrow"
 class TrainingConfig:
     """Trainer settings: steps and the model's hyper-parameters."""
 
-    train_steps: int = 1500
+    train_steps: int = 500
     eval_steps: int = 100
     batch_size: int = 64
     learning_rate: float = 0.003

@@ -1,0 +1,266 @@
+"""Machine description, the results file and its markdown rendering."""
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from typing import Any, Dict, List, Optional
+
+import psutil
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+PACKAGES = ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-data-validation", "tfx-bsl",
+            "apache-beam", "pyarrow", "pyspark", "numpy", "pandas", "protobuf")
+# Measurements whose time per row the scaling table follows.
+SCALING = ("curation", "ingest_ours", "etl_ours")
+
+NOTES = """\
+- Each measurement runs in a fresh Python process. **seconds** is the work as
+  that process timed it, after its imports (a Spark session's start-up and a
+  Beam pipeline's construction are included); **rows/s** = rows / seconds.
+  **peak RSS** is the largest sum of the resident memory of that process and
+  all its descendants (Spark's JVM, Beam workers), sampled every 0.2 s; pages
+  shared between processes are counted once per process.
+- The machine is shared with other work; the load average at start and end is
+  in results.json. Numbers are one run each, not a median.
+- Sizes are raw rows (stations x days, from `components/synthetic_weather.py`);
+  curation drops each station's last day (no label), so the Parquet the other
+  measurements read has `stations` rows fewer.
+- Ingestion: `Executor().Do` of each ExampleGen executor on a real Examples
+  artifact, one input split, 2:1 hash split on `date`, in-memory DirectRunner,
+  writing gzipped TFRecords. TFX's stock executor crashes on DATE columns, so
+  the `_strdate` rows read a copy of the curated Parquet with `date` cast to
+  string; `ingest_ours_strdate` is ours on that same copy, the like-for-like
+  comparison. `ingest_floor` is our conversion with no Beam and no output
+  (pyarrow read + `record_batch_to_examples`).
+- ETL: ExampleGen -> StatisticsGen -> ImportSchemaGen -> Transform
+  (`models.preprocessing.preprocessing_fn`, schema `schema/schema.pbtxt`) under
+  LocalDagRunner, caching off; `etl_stock` uses the stock executor (on the
+  string-date copy), `etl_ours_mp2` ours with
+  `--direct_running_mode=multi_processing --direct_num_workers=2`.
+- Full pipeline: `local_runner.main(["--runs-dir", fresh])` on the bundled
+  Seattle data, default settings; then the same command again (cache).
+"""
+
+
+def describe_machine() -> Dict[str, Any]:
+    """CPU, cores, memory, OS, Python, Java and key package versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": cpu,
+        "logical_cores": psutil.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "ram_gib": round(psutil.virtual_memory().total / 2 ** 30, 1),
+        "os": _os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "java": _java_version(),
+        "packages": versions,
+    }
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+        return fields.get("PRETTY_NAME", "").strip('"') or platform.platform()
+    except OSError:
+        return platform.platform()
+
+
+def _java_version() -> Optional[str]:
+    try:
+        output = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = output.stderr.strip().splitlines()
+    return lines[0] if lines else None
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def load(results_dir: str) -> Optional[Dict[str, Any]]:
+    path = os.path.join(results_dir, RESULTS_JSON)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write(results: Dict[str, Any], results_dir: str) -> str:
+    """Writes results.json and results.md; returns the markdown."""
+    os.makedirs(results_dir, exist_ok=True)
+    with open(os.path.join(results_dir, RESULTS_JSON), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+        f.write("\n")
+    text = markdown(results)
+    with open(os.path.join(results_dir, RESULTS_MD), "w") as f:
+        f.write(text)
+    return text
+
+
+def find(results: Dict[str, Any], name: str, size: int) -> Optional[Dict[str, Any]]:
+    return next((m for m in results["measurements"]
+                 if m["name"] == name and m["size"] == size), None)
+
+
+def ok_seconds(results: Dict[str, Any], name: str, size: int) -> Optional[float]:
+    found = find(results, name, size)
+    return found["seconds"] if found and found["status"] == "ok" else None
+
+
+def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def sizes_of(results: Dict[str, Any]) -> List[int]:
+    return sorted({m["size"] for m in results["measurements"] if not m["name"].startswith("full_")})
+
+
+def ratios(results: Dict[str, Any], size: int) -> Dict[str, Optional[float]]:
+    """The comparisons the targets are stated in, at one size."""
+    seconds = {m["name"]: ok_seconds(results, m["name"], size)
+               for m in results["measurements"] if m["size"] == size}
+    return {
+        "ingest stock_strdate / ours_strdate": ratio(seconds.get("ingest_stock_strdate"),
+                                                      seconds.get("ingest_ours_strdate")),
+        "ingest stock_strdate / ours": ratio(seconds.get("ingest_stock_strdate"),
+                                             seconds.get("ingest_ours")),
+        "ingest ours / floor": ratio(seconds.get("ingest_ours"), seconds.get("ingest_floor")),
+        "etl stock / ours": ratio(seconds.get("etl_stock"), seconds.get("etl_ours")),
+        "etl ours_mp2 / ours": ratio(seconds.get("etl_ours_mp2"), seconds.get("etl_ours")),
+    }
+
+
+def _number(value: Optional[float], digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _table(header: List[str], rows: List[List[str]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def measurement_rows(results: Dict[str, Any]) -> List[List[str]]:
+    return [[m["name"], f"{m['size']:,}", f"{m['rows']:,}" if m["rows"] else "–", m["status"],
+             _number(m["seconds"]), _number(m["rows_per_s"], 0), _number(m["peak_rss_mb"], 0)]
+            for m in results["measurements"]]
+
+
+def markdown(results: Dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        "# Benchmark results", "",
+        f"{results['date']} · `{results['command']}`", "",
+        f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores, "
+        f"{machine['ram_gib']} GiB RAM, {machine['os']}, Python {machine['python']}, "
+        f"{machine['java']}; " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()),
+        "", "## Measurements", "",
+    ]
+    lines += _table(["measurement", "size", "rows", "status", "seconds", "rows/s", "peak RSS MB"],
+                    measurement_rows(results))
+    lines += ["## Ratios (seconds / seconds)", ""]
+    sizes = sizes_of(results)
+    names = list(ratios(results, sizes[0])) if sizes else []
+    lines += _table(["ratio"] + [f"{s:,}" for s in sizes],
+                    [[n] + [_number(ratios(results, s)[n], 2) for s in sizes] for n in names])
+    first, rerun = (ok_seconds(results, n, results.get("full_pipeline_size"))
+                    for n in ("full_pipeline_first", "full_pipeline_rerun"))
+    if first or rerun:
+        lines += [f"Full pipeline: first run {_number(first)} s, unchanged re-run "
+                  f"{_number(rerun)} s, re-run / first = {_number(ratio(rerun, first), 3)}.", ""]
+    lines += ["## Ingestion checks", ""]
+    lines += _table(
+        ["size", "Parquet rows", "ours", "ours_strdate", "stock_strdate", "floor",
+         "zeros in Parquet", "zeros ours", "zeros stock", "zeros lost by stock", "passed"],
+        [[f"{int(size):,}", str(c["parquet_rows"]), str(c["examples"].get("ours")),
+          str(c["examples"].get("ours_strdate")), str(c["examples"].get("stock_strdate")),
+          str(c["floor_rows"]), str(c["parquet_zeros"]), str(c["zeros"].get("ours")),
+          str(c["zeros"].get("stock_strdate")), str(c["stock_lost_zeros"]),
+          "yes" if c["passed"] else "**no**"]
+         for size, c in sorted(results["checks"].items(), key=lambda item: int(item[0]))])
+    lines += ["## Scaling (µs per row)", ""]
+    lines += _table(["measurement"] + [f"{s:,}" for s in sizes],
+                    [[name] + [_number(_micros_per_row(results, name, s), 2) for s in sizes]
+                     for name in SCALING])
+    lines += ["## Targets", ""]
+    lines += _table(["target", "reached", "value"], targets(results))
+    failures = [m for m in results["measurements"] if m["status"] != "ok"]
+    if failures:
+        lines += ["## Failures", ""]
+        for m in failures:
+            lines += [f"- **{m['name']}** at {m['size']:,} rows ({m['status']} after "
+                      f"{_number(m['seconds'] or m['process_seconds'])} s): "
+                      f"`{(m['error'] or '').replace('`', chr(39))[:1500]}`"]
+        lines.append("")
+    lines += ["## How it was measured", "", NOTES]
+    return "\n".join(lines)
+
+
+def _micros_per_row(results, name: str, size: int) -> Optional[float]:
+    found = find(results, name, size)
+    if not found or found["status"] != "ok" or not found["rows"]:
+        return None
+    return found["seconds"] / found["rows"] * 1e6
+
+
+def targets(results: Dict[str, Any]) -> List[List[str]]:
+    """[target, reached (yes/no/–), value] at the largest size measured."""
+    sizes = sizes_of(results)
+    if not sizes:
+        return []
+    size = sizes[-1]
+    at = ratios(results, size)
+
+    def verdict(value, good):
+        return "–" if value is None else ("yes" if good(value) else "no")
+
+    stock_ingest = at["ingest stock_strdate / ours_strdate"]
+    floor_ratio = at["ingest ours / floor"]
+    etl_ratio = at["etl stock / ours"]
+    rows = [
+        [f"ingestion ≥ 20× faster than stock ({size:,} rows)", verdict(stock_ingest, lambda v: v >= 20),
+         f"{_number(stock_ingest, 1)}×"],
+        [f"ingestion within 2× of the no-Beam floor ({size:,} rows)",
+         verdict(floor_ratio, lambda v: v <= 2), f"{_number(floor_ratio, 2)}×"],
+    ]
+    etl_stock = find(results, "etl_stock", size)
+    etl_value = f"{_number(etl_ratio, 2)}×"
+    if etl_stock and etl_stock["status"] != "ok":
+        etl_value = f"stock configuration {etl_stock['status']} (see Failures)"
+    rows.append([f"ExampleGen→Transform ≥ 3× faster than stock ({size:,} rows)",
+                 verdict(etl_ratio, lambda v: v >= 3), etl_value])
+    full_size = results.get("full_pipeline_size")
+    rerun = ratio(ok_seconds(results, "full_pipeline_rerun", full_size),
+                  ok_seconds(results, "full_pipeline_first", full_size))
+    rows.append(["unchanged re-run ≤ 10% of first run", verdict(rerun, lambda v: v <= 0.10),
+                 "–" if rerun is None else f"{rerun:.1%}"])
+    peaks = [m for m in results["measurements"] if m["size"] == size and m["peak_rss_mb"]]
+    if peaks:
+        top = max(peaks, key=lambda m: m["peak_rss_mb"])
+        rows.append([f"peak memory ≤ 4 GiB ({size:,} rows)",
+                     "yes" if top["peak_rss_mb"] <= 4096 else "no",
+                     f"max {top['peak_rss_mb']:,.0f} MB ({top['name']})"])
+    return rows

@@ -1,0 +1,314 @@
+"""The Kubeflow runner: the compiled KFP IR, its portability, and --submit wiring.
+
+The pipeline is compiled once per format, with every socket connection
+refused, into a temporary directory; the spec is read back with KFP's own
+PipelineSpec / PipelineJob protos and compared with the graph the local
+runner builds from the same `create_pipeline`.
+"""
+import contextlib
+import json
+import os
+import socket
+from types import SimpleNamespace
+from typing import Dict, Set
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+import kubeflow_runner
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGE = "registry.example.com/rain-tomorrow:test"
+PIPELINE_ROOT = "gs://rain-tomorrow-test/pipelines"
+# Absolute paths of a developer machine or CI runner; none may reach the spec.
+LOCAL_PATH_PREFIXES = (REPO_ROOT, "/home/", "/tmp/", "/Users/", "/work/", "/root/")
+TFX_COMMAND = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+CURATION_TASK = "SparkCuration"
+EXAMPLE_GEN_TASK = "FileBasedExampleGen"
+
+
+def flags(output: str, *extra: str):
+    return ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--output", output, *extra]
+
+
+@contextlib.contextmanager
+def no_network():
+    """Refuses (and records) every attempt to open a connection or resolve a name."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError(f"network access during compilation: {args!r}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket.socket, "connect_ex", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        patch.setattr(socket, "getaddrinfo", refuse)
+        yield attempts
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """{format: (path, PipelineSpec)} compiled offline, YAML (KFP) and JSON (Vertex)."""
+    directory = tmp_path_factory.mktemp("compiled")
+    result = {}
+    with no_network() as attempts:
+        with pytest.raises(OSError):  # the guard is in force
+            socket.create_connection(("kfp.example", 80))
+        attempts.clear()
+        for name in ("pipeline.yaml", "pipeline.json"):
+            path = str(directory / name)
+            assert kubeflow_runner.main(flags(path)) == 0
+            result[name.split(".")[1]] = (path, read_spec(path))
+    assert attempts == [], "compilation tried to use the network"
+    return result
+
+
+def read_spec(path: str) -> pipeline_spec_pb2.PipelineSpec:
+    with open(path) as f:
+        if path.endswith(".json"):
+            job = json_format.Parse(f.read(), pipeline_spec_pb2.PipelineJob())
+            spec_dict = json_format.MessageToDict(job.pipeline_spec)
+        else:
+            spec_dict = yaml.safe_load(f)
+    return json_format.ParseDict(spec_dict, pipeline_spec_pb2.PipelineSpec())
+
+
+@pytest.fixture(scope="module")
+def spec(compiled) -> pipeline_spec_pb2.PipelineSpec:
+    return compiled["yaml"][1]
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return kubeflow_runner.settings_from_flags(kubeflow_runner.parse_flags(flags("unused.yaml")))
+
+
+def expected_dag(settings) -> Dict[str, Set[str]]:
+    """{task: dependent tasks} from the local runner's graph plus the curation task.
+
+    TFX compiles a LatestBlessedModel resolver into two tasks: one queries
+    blessings, the other the blessed models; consumers depend on the latter.
+    """
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    local = create_pipeline(settings.pipeline)
+    task_of = {}
+    dag = {}
+    for node in local.components:
+        if isinstance(node, tfx.dsl.Resolver):
+            dag[f"{node.id}-model-blessing-resolver"] = set()
+            dag[f"{node.id}-model-resolver"] = set()
+            task_of[node.id] = f"{node.id}-model-resolver"
+        else:
+            task_of[node.id] = node.id
+    for node in local.components:
+        if not isinstance(node, tfx.dsl.Resolver):
+            dag[node.id] = {task_of[upstream.id] for upstream in node.upstream_nodes}
+    dag[CURATION_TASK] = set()
+    dag[EXAMPLE_GEN_TASK].add(CURATION_TASK)
+    return dag
+
+
+def executors(spec) -> Dict[str, pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec]:
+    """{task: its executor}; the deployment spec is a Struct inside PipelineSpec."""
+    deployment = json_format.ParseDict(
+        json_format.MessageToDict(spec.deployment_spec), pipeline_spec_pb2.PipelineDeploymentConfig())
+    return {name: deployment.executors[spec.components[task.component_ref.name].executor_label]
+            for name, task in spec.root.dag.tasks.items()}
+
+
+def containers(spec):
+    """{task: container spec} of the tasks that run a container (all but resolver queries)."""
+    return {name: executor.container for name, executor in executors(spec).items()
+            if executor.HasField("container")}
+
+
+def test_task_graph_is_the_local_graph_after_spark_curation(spec, settings):
+    actual = {name: set(task.dependent_tasks) for name, task in spec.root.dag.tasks.items()}
+    assert actual == expected_dag(settings)
+    assert actual[CURATION_TASK] == set() and actual[EXAMPLE_GEN_TASK] == {CURATION_TASK}
+    # The model query reads the blessing query's output (a data edge, not a dependency).
+    model_query = spec.root.dag.tasks["latest_blessed_model_resolver-model-resolver"]
+    (edge,) = model_query.inputs.artifacts.values()
+    assert edge.task_output_artifact.producer_task == "latest_blessed_model_resolver-model-blessing-resolver"
+
+
+def test_every_container_runs_the_image_through_the_tfx_entrypoint(spec):
+    tasks = containers(spec)
+    for container in tasks.values():
+        assert container.image == IMAGE
+        assert list(container.command) == TFX_COMMAND
+        assert container.args[0] == "--executor_class_path"
+    resolvers = {name for name, e in executors(spec).items() if e.HasField("resolver")}
+    assert set(tasks) | resolvers == set(spec.root.dag.tasks) and len(resolvers) == 2
+    example_gen = tasks[EXAMPLE_GEN_TASK]
+    assert list(example_gen.lifecycle.pre_cache_check.command) == [
+        "python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
+
+
+def test_runtime_parameters_are_pipeline_inputs_with_defaults(spec, settings):
+    parameters = spec.root.input_definitions.parameters
+    assert set(parameters) == {"raw_data", "station", "train_args", "eval_args"}
+    for name, definition in parameters.items():
+        assert definition.parameter_type == pipeline_spec_pb2.ParameterType.STRING
+        assert definition.is_optional and definition.description
+    assert parameters["raw_data"].default_value.string_value == "/mnt/data/raw/*.csv"
+    assert parameters["station"].default_value.string_value == ""
+    assert json.loads(parameters["train_args"].default_value.string_value) == {
+        "num_steps": settings.pipeline.training.train_steps}
+    assert json.loads(parameters["eval_args"].default_value.string_value) == {
+        "num_steps": settings.pipeline.training.eval_steps}
+
+
+def test_runtime_parameters_feed_the_curation_and_trainer_tasks(spec):
+    def bound(task):
+        return {name: p.component_input_parameter
+                for name, p in spec.root.dag.tasks[task].inputs.parameters.items()
+                if p.component_input_parameter}
+
+    assert bound(CURATION_TASK) == {"raw_data": "raw_data", "station": "station"}
+    assert bound("Trainer") == {"train_args": "train_args", "eval_args": "eval_args"}
+
+
+def test_json_is_a_vertex_pipeline_job_with_the_same_spec(compiled):
+    path, spec = compiled["json"]
+    assert spec == compiled["yaml"][1]
+    with open(path) as f:
+        runtime_config = json.load(f)["runtimeConfig"]
+    assert runtime_config["gcsOutputDirectory"] == PIPELINE_ROOT
+    assert set(runtime_config["parameterValues"]) == set(spec.root.input_definitions.parameters)
+
+
+def test_yaml_is_what_kfp_client_submits(compiled):
+    from kfp.client import client as kfp_client
+
+    path, spec = compiled["yaml"]
+    document = kfp_client._extract_pipeline_yaml(path)  # what create_run_* uploads
+    assert document.pipeline_spec == spec
+    assert spec.default_pipeline_root == PIPELINE_ROOT
+    assert spec.schema_version == "2.1.0"
+
+
+def test_no_local_path_and_user_code_by_module_path(compiled, spec):
+    for path, _ in compiled.values():
+        with open(path) as f:
+            text = f.read()
+        leaked = [prefix for prefix in LOCAL_PATH_PREFIXES if prefix in text]
+        assert not leaked, f"{path} contains local paths starting with {leaked}"
+    constants = {
+        (task_name, name): p.runtime_value.constant.string_value
+        for task_name, task in spec.root.dag.tasks.items()
+        for name, p in task.inputs.parameters.items()
+    }
+    assert constants[("Transform", "preprocessing_fn")] == "models.preprocessing.preprocessing_fn"
+    assert constants[("Trainer", "run_fn")] == "models.trainer.run_fn"
+    assert not [key for key in constants if key[1] in ("module_file", "module_path")]
+    assert constants[("ImportSchemaGen", "schema_file")] == kubeflow_runner.IMAGE_SCHEMA_PATH
+
+
+def test_only_the_curation_task_skips_the_cache(spec):
+    caching = {name: spec.root.dag.tasks[name].caching_options.enable_cache for name in containers(spec)}
+    assert caching.pop(CURATION_TASK) is False
+    assert caching and all(caching.values())
+
+
+def test_curation_fails_with_the_jobs_message(tmp_path):
+    from components.spark_curation.component import curate, split_raw_data
+    from components.spark_curation.job import CurationError
+
+    assert split_raw_data(" a.csv, raw/*.csv ,") == ["a.csv", "raw/*.csv"]
+    with pytest.raises(CurationError, match="matches no file"):
+        curate(str(tmp_path / "missing" / "*.csv"), str(tmp_path / "data"), "", "local[1]")
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--span-window", "3"], "SpanRangeStrategy"),
+    (["--submit"], "--submit needs --endpoint"),
+    (["--submit", "--endpoint", "http://kfp", "--output", "p.json"], "use --output *.yaml"),
+    (["--schedule", "0 6 * *"], "has 4 fields"),
+])
+def test_bad_flag_combinations_are_refused(argv, message, capsys):
+    base = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT]
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.parse_flags(base + argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cron_gets_kfps_seconds_field():
+    assert kubeflow_runner.kfp_cron("0 6 * * *") == "0 0 6 * * *"
+    assert kubeflow_runner.kfp_cron("30 0 6 * * 1-5") == "30 0 6 * * 1-5"
+
+
+class FakeClient:
+    """Records what kubeflow_runner asks of kfp.Client."""
+
+    instances = []
+
+    def __init__(self, **kwargs):
+        self.init = kwargs
+        self.calls = []
+        FakeClient.instances.append(self)
+
+    def create_experiment(self, name, namespace=None):
+        self.calls.append(("create_experiment", {"name": name, "namespace": namespace}))
+        return SimpleNamespace(experiment_id="exp-1")
+
+    def create_run_from_pipeline_package(self, pipeline_file, **kwargs):
+        self.calls.append(("create_run", dict(kwargs, pipeline_file=pipeline_file)))
+
+    def create_recurring_run(self, **kwargs):
+        self.calls.append(("create_recurring_run", kwargs))
+
+
+@pytest.fixture
+def fake_client():
+    FakeClient.instances = []
+    return FakeClient
+
+
+def submit_flags(tmp_path, *extra):
+    return flags(str(tmp_path / "p.yaml"), "--submit", "--endpoint", "http://kfp.example:8080",
+                 "--namespace", "team-weather", "--experiment", "rain", *extra)
+
+
+def test_submit_creates_a_run_of_the_compiled_package(tmp_path, fake_client, capsys):
+    assert kubeflow_runner.main(submit_flags(tmp_path, "--run-name", "nightly-1"), fake_client) == 0
+    (client,) = fake_client.instances
+    assert client.init == {"host": "http://kfp.example:8080", "namespace": "team-weather"}
+    assert client.calls == [
+        ("create_experiment", {"name": "rain", "namespace": "team-weather"}),
+        ("create_run", {"pipeline_file": str(tmp_path / "p.yaml"), "run_name": "nightly-1",
+                        "experiment_id": "exp-1", "namespace": "team-weather",
+                        "pipeline_root": PIPELINE_ROOT}),
+    ]
+    assert os.path.isfile(tmp_path / "p.yaml")
+    assert "Submitted run 'nightly-1'" in capsys.readouterr().out
+
+
+def test_schedule_creates_a_recurring_run(tmp_path, fake_client):
+    assert kubeflow_runner.main(submit_flags(tmp_path, "--schedule", "0 6 * * *"), fake_client) == 0
+    (client,) = fake_client.instances
+    name, kwargs = client.calls[1]
+    assert name == "create_recurring_run"
+    assert kwargs["cron_expression"] == "0 0 6 * * *"
+    assert kwargs["pipeline_package_path"] == str(tmp_path / "p.yaml")
+    assert kwargs["experiment_id"] == "exp-1" and kwargs["pipeline_root"] == PIPELINE_ROOT
+    assert kwargs["job_name"].startswith("rain-tomorrow-")
+
+
+def test_endpoint_failure_names_the_endpoint_and_exits_non_zero(tmp_path, capsys):
+    def unreachable(**kwargs):
+        raise ConnectionError("[Errno 111] Connection refused")
+
+    assert kubeflow_runner.main(submit_flags(tmp_path), unreachable) == 1
+    err = capsys.readouterr().err
+    assert "KFP endpoint http://kfp.example:8080 failed" in err
+    assert "ConnectionError: [Errno 111] Connection refused" in err

@@ -23,6 +23,6 @@ setup(
         "psutil",
     ],
     extras_require={
-        "dev": ["pytest", "nbclient", "nbconvert", "nbformat", "ipykernel"],
+        "dev": ["pytest", "nbclient", "nbconvert", "nbformat", "ipykernel", "kubernetes-validate"],
     },
 )

@@ -7,7 +7,7 @@ from benchmarks import run_benchmarks
 
 SMOKE_MEASUREMENTS = {
     "curation", "ingest_ours", "ingest_ours_strdate", "ingest_stock_strdate", "ingest_floor",
-    "etl_ours",
+    "ingest_floor_write", "etl_ours",
 }
 
 

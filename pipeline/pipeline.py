@@ -6,6 +6,7 @@ from tfx.dsl.components.base import base_node
 
 from components.data_validation.component import AnomalyGate
 from components.parquet_example_gen.component import parquet_example_gen
+from components.serving_baseline.component import Evaluator, ServedBaseline
 from components.versioned_pusher.component import VersionedPusher
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import create_eval_config
@@ -66,15 +67,18 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
         custom_config=config.training.custom_config(),
     )
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    # The baseline is the newest version in the serving directory (only
+    # blessed models get there), not a TFX Resolver: KFP's open-source
+    # backend cannot run resolver tasks (see components/serving_baseline).
+    baseline = ServedBaseline(
+        candidate=trainer.outputs["model"],
+        serving_base=config.serving_base,
+        model_name=config.model_name,
+    ).with_id("baseline_model")
+    evaluator = Evaluator(
         examples=training_examples,
         model=trainer.outputs["model"],
-        baseline_model=latest_blessed_model.outputs["model"],
+        baseline_model=baseline.outputs["model"],
         eval_config=create_eval_config(config.thresholds),
     )
     pusher = VersionedPusher(
@@ -96,7 +100,7 @@ def create_pipeline(
         anomaly_gate,
         transform,
         trainer,
-        latest_blessed_model,
+        baseline,
         evaluator,
         pusher,
     ]

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import evaluation_results
 from components.data_validation.anomalies import AnomalyRow, load_anomaly_rows
+from components.serving_baseline import properties as baseline_properties
 from components.versioned_pusher import executor as pusher_executor
 from tfx.types import artifact_utils
 
@@ -47,6 +48,9 @@ class RunSummary:
     pushed: Optional[bool] = None
     push_reason: str = ""
     pushed_destination: str = ""
+    # The served version the Evaluator compared against (None: no baseline).
+    baseline_version: Optional[int] = None
+    baseline_source: str = ""
 
     def status_of(self, node_id: str) -> Optional[str]:
         return next((c.status for c in self.components if c.node_id == node_id), None)
@@ -127,11 +131,23 @@ def _read_outputs(store, execution, summary: RunSummary) -> None:
         elif kind == "ModelEvaluation":
             summary.evaluation_uri = artifact.uri
             summary.evaluation = evaluation_results.summarize(artifact.uri)
+        elif kind == "Model" and baseline_properties.BASELINE_FOUND in artifact.custom_properties:
+            props = artifact.custom_properties
+            summary.baseline_source = props[baseline_properties.BASELINE_SOURCE].string_value
+            if props[baseline_properties.BASELINE_FOUND].int_value:
+                summary.baseline_version = props[baseline_properties.BASELINE_VERSION].int_value
         elif kind == "PushedModel":
             props = artifact.custom_properties
             summary.pushed = bool(props[pusher_executor.PUSHED].int_value)
             summary.push_reason = props[pusher_executor.PUSH_REASON].string_value
             summary.pushed_destination = props[pusher_executor.PUSHED_DESTINATION].string_value
+            if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
+                # An earlier run's push, reused: nothing was pushed by this run.
+                summary.push_reason = (
+                    "unchanged model, the pusher's earlier result was reused (cache)"
+                    + (f"; it is served as {summary.pushed_destination}"
+                       if summary.pushed else f": {summary.push_reason}"))
+                summary.pushed = False
 
 
 def format_run_summary(summary: RunSummary) -> str:
@@ -174,13 +190,22 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
         lines.append(text)
     if evaluation.blessed:
         why = "all thresholds met" + (
-            " (compared with the latest blessed model)" if evaluation.has_baseline
+            f" (compared with the latest blessed model{_served_as(summary)})"
+            if evaluation.has_baseline
             else " (first model: no baseline, absolute thresholds only)")
         lines.append(f"Blessed: yes, {why}")
     else:
-        lines.append("Blessed: no")
+        lines.append("Blessed: no" + (
+            f" (compared with the latest blessed model{_served_as(summary)})"
+            if evaluation.has_baseline else ""))
         lines += [f"  - {f}" for f in evaluation.failures]
     return lines
+
+
+def _served_as(summary: RunSummary) -> str:
+    if summary.baseline_version is None:
+        return ""
+    return f", served version {summary.baseline_version} in {summary.baseline_source}"
 
 
 def _describe_threshold(rule: Dict[str, float], has_baseline: bool) -> str:

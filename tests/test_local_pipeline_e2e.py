@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 PIPELINE_NODES = (
     "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-    "AnomalyGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "pusher",
+    "AnomalyGate", "Transform", "Trainer", "baseline_model", "Evaluator", "pusher",
 )
 
 
@@ -50,6 +50,8 @@ def test_first_run_executes_every_component_and_pushes(pipeline_runs):
     assert evaluation.metrics["candidate"]["auc"] >= 0.65
     assert evaluation.metrics["candidate"]["example_count"] > 300
     assert "Blessed: yes" in first.stdout and "no baseline" in first.stdout
+    assert first.summary.baseline_version is None
+    assert first.summary.baseline_source == pipeline_runs.model_dir
 
 
 def test_pushed_version_layout_and_metadata(pipeline_runs):
@@ -86,10 +88,12 @@ def test_unchanged_rerun_hits_the_cache_and_pushes_nothing(pipeline_runs):
     assert rerun.exit_code == 0, rerun.stderr[-3000:]
     assert "already curated as span 1" in rerun.stdout
     statuses = _statuses(rerun)
-    for node in ("FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"):
+    for node in ("FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer",
+                 "baseline_model", "Evaluator", "pusher"):
         assert statuses[node] == "CACHED", statuses
     assert rerun.serving_files == pipeline_runs.first.serving_files
     assert not rerun.summary.pushed
+    assert "Not pushed: unchanged model, the pusher's earlier result was reused (cache)" in rerun.stdout
 
 
 def test_worse_candidate_is_not_blessed_and_not_pushed(pipeline_runs):
@@ -100,7 +104,10 @@ def test_worse_candidate_is_not_blessed_and_not_pushed(pipeline_runs):
     assert any("vs the baseline" in f for f in evaluation.failures), evaluation.failures
     assert evaluation.metrics["candidate"]["auc"] < evaluation.metrics["baseline"]["auc"]
     assert worse.summary.pushed is False and "not blessed" in worse.summary.push_reason
-    assert "Blessed: no" in worse.stdout
+    first_version = int(os.path.basename(pipeline_runs.first.summary.pushed_destination))
+    assert worse.summary.baseline_version == first_version
+    assert (f"Blessed: no (compared with the latest blessed model, served version {first_version}"
+            in worse.stdout)
     assert worse.serving_files == pipeline_runs.first.serving_files
 
 

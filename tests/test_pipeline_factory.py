@@ -20,7 +20,7 @@ def test_default_graph_reads_latest_span_and_gates_transform_on_anomalies():
     pipeline = create_pipeline(_config())
     assert sorted(component_ids(pipeline)) == sorted([
         "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-        "AnomalyGate", "Transform", "Trainer", "latest_blessed_model_resolver",
+        "AnomalyGate", "Transform", "Trainer", "baseline_model",
         "Evaluator", "pusher",
     ])
     nodes = _by_id(pipeline)

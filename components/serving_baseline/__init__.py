@@ -1,0 +1,1 @@
+"""The baseline model for the Evaluator: the newest version TF Serving serves."""

@@ -1,0 +1,112 @@
+"""Executors: the served baseline, and an Evaluator that may run without one.
+
+Why not TFX's `Resolver(LatestBlessedModelStrategy)`: the KubeflowV2 compiler
+turns it into KFP *resolver* executors, which only Vertex AI implements (the
+open-source KFP backend rejects the whole pipeline: "resolver executors not
+implemented"). The serving directory already is the record of blessed models
+(the pusher writes only blessed ones, each version once), so the baseline is
+read from there, by an ordinary container task that runs the same everywhere.
+"""
+import os
+from typing import Any, Dict, List, Optional
+
+from absl import logging
+from tfx import types
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, path_utils
+
+from components.serving_baseline.properties import (
+    BASELINE_FOUND, BASELINE_MODEL_URI, BASELINE_SOURCE, BASELINE_VERSION)
+from components.versioned_pusher import serving_dir
+
+CANDIDATE_KEY = "candidate"
+BASELINE_KEY = "model"
+SERVING_BASE_KEY = "serving_base"
+NO_BASELINE_FILE = "NO_BASELINE"
+MODEL_NAME_KEY = "model_name"
+
+
+
+def newest_served_version(model_dir: str, exclude_model_uri: str = "") -> Optional[int]:
+    """The newest version under `model_dir` holding a SavedModel.
+
+    A version whose push_metadata.json names `exclude_model_uri` is skipped:
+    comparing a candidate with itself would say nothing.
+    """
+    for version in reversed(serving_dir.existing_versions(model_dir)):
+        version_dir = os.path.join(model_dir, str(version))
+        if not fileio.exists(os.path.join(version_dir, "saved_model.pb")):
+            logging.warning("Skipping %s as a baseline: it holds no saved_model.pb.", version_dir)
+            continue
+        metadata = serving_dir.read_metadata(model_dir, version) or {}
+        if exclude_model_uri and metadata.get("model_uri") == exclude_model_uri:
+            continue
+        return version
+    return None
+
+
+def has_saved_model(model: types.Artifact) -> bool:
+    """Whether a Model artifact holds a serving SavedModel (an absent baseline does not)."""
+    return fileio.exists(os.path.join(path_utils.serving_model_path(model.uri), "saved_model.pb"))
+
+
+class Executor(base_executor.BaseExecutor):
+    """Copies the newest served version into the output Model (Format-Serving)."""
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        baseline = artifact_utils.get_single_instance(output_dict[BASELINE_KEY])
+        candidates = input_dict.get(CANDIDATE_KEY) or []
+        candidate_uri = candidates[0].uri if candidates else ""
+        model_dir = os.path.join(exec_properties[SERVING_BASE_KEY], exec_properties[MODEL_NAME_KEY])
+        baseline.set_string_custom_property(BASELINE_SOURCE, model_dir)
+
+        version = newest_served_version(model_dir, exclude_model_uri=candidate_uri)
+        if version is None:
+            logging.info("No served version under %s: the Evaluator runs without a baseline "
+                         "(absolute thresholds only).", model_dir)
+            baseline.set_int_custom_property(BASELINE_FOUND, 0)
+            # An explicit marker, so the artifact exists wherever it is copied.
+            io_utils.write_string_file(
+                os.path.join(baseline.uri, NO_BASELINE_FILE),
+                f"No served model version under {model_dir} when this ran; the Evaluator "
+                "evaluated the candidate without a baseline.\n")
+            return
+        source = os.path.join(model_dir, str(version))
+        io_utils.copy_dir(source, path_utils.serving_model_dir(baseline.uri))
+        metadata = serving_dir.read_metadata(model_dir, version) or {}
+        baseline.set_int_custom_property(BASELINE_FOUND, 1)
+        baseline.set_int_custom_property(BASELINE_VERSION, version)
+        baseline.set_string_custom_property(BASELINE_MODEL_URI, metadata.get("model_uri", ""))
+        logging.info("Baseline: served version %s (%s).", version, source)
+
+
+class EvaluatorExecutor(evaluator_executor.Executor):
+    """TFX's Evaluator executor; an empty baseline Model means "no baseline".
+
+    TFX's own Evaluator has no baseline when its baseline channel is empty;
+    a container task always hands over an artifact, so an artifact without a
+    SavedModel is dropped here and the run proceeds exactly as TFX's would
+    (change thresholds are skipped, absolute ones still apply).
+    """
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        key = standard_component_specs.BASELINE_MODEL_KEY
+        baselines = input_dict.get(key) or []
+        if baselines and not all(has_saved_model(b) for b in baselines):
+            logging.info("The baseline Model at %s is empty: evaluating without a baseline.",
+                         baselines[0].uri)
+            input_dict = {k: v for k, v in input_dict.items() if k != key}
+        super().Do(input_dict, output_dict, exec_properties)

@@ -20,7 +20,7 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
 from components.parquet_example_gen import component, conversion
-from components.parquet_example_gen.executor import Executor
+from components.parquet_example_gen.executor import Executor, resolve_span_if_unresolved
 
 UTC = datetime.timezone.utc
 
@@ -372,6 +372,33 @@ def test_executor_splits_latest_span_by_date(curated, tmp_path):
         for serialized in split:
             assert base_example_gen_executor._PartitionFn(  # pylint: disable=protected-access
                 tf.train.Example.FromString(serialized), 2, [2, 3], split_config) == split_index
+
+
+def test_executor_resolves_the_span_when_no_driver_ran(curated, tmp_path):
+    """KFP's open-source backend runs no ExampleGen driver: the executor does its work."""
+    raw = {
+        standard_component_specs.INPUT_BASE_KEY: curated,
+        standard_component_specs.INPUT_CONFIG_KEY:
+            proto_utils.proto_to_json(component.default_input_config()),
+        standard_component_specs.OUTPUT_CONFIG_KEY:
+            proto_utils.proto_to_json(component.default_output_config()),
+    }
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, dict(raw))
+
+    assert examples.get_int_custom_property("span") == 2  # recorded as the driver would
+    driver_properties = _resolved_exec_properties(curated, component.default_output_config())
+    assert examples.get_string_custom_property("input_fingerprint") == \
+        driver_properties["input_fingerprint"]
+    _check_split_outputs(examples.uri, span=2)
+
+
+def test_span_resolution_leaves_a_drivers_work_alone(curated):
+    resolved = _resolved_exec_properties(curated, component.default_output_config())
+    examples = standard_artifacts.Examples()
+    assert resolve_span_if_unresolved(resolved, examples) is resolved
+    assert not examples.has_custom_property("span")
 
 
 def test_executor_without_partition_feature_hashes_whole_records(curated, tmp_path):

@@ -20,10 +20,14 @@ from typing import Any, Dict, Iterator, List
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
+from absl import logging
+from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import driver as example_gen_driver
+from tfx.components.example_gen import input_processor
 from tfx.components.example_gen import utils
-from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
+from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.parquet_example_gen import conversion
@@ -82,8 +86,61 @@ class _ToSplitExamples(beam.DoFn):
         return bisect.bisect(self._buckets, bucket)
 
 
+def resolve_span_if_unresolved(
+    exec_properties: Dict[str, Any], examples: types.Artifact
+) -> Dict[str, Any]:
+    """Does the ExampleGen driver's work when no driver ran.
+
+    Locally, and on Vertex AI (as a `preCacheCheck` hook), TFX's driver
+    resolves `{SPAN}` in the split patterns to the latest span and records
+    span, version and input fingerprint before the executor starts. The
+    open-source KFP backend has no such hook, so the executor would see the
+    raw pattern; here it resolves the span the same way (TFX's
+    FileBasedInputProcessor) and records it on the output artifact, as the
+    driver would have.
+
+    Returns:
+      `exec_properties`, unchanged if a driver already resolved them.
+    """
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+    unresolved = any(utils.SPAN_SPEC in split.pattern or utils.VERSION_SPEC in split.pattern
+                     for split in input_config.splits)
+    if not unresolved and utils.SPAN_PROPERTY_NAME in exec_properties:
+        return exec_properties
+    range_config = None
+    if exec_properties.get(standard_component_specs.RANGE_CONFIG_KEY):
+        range_config = range_config_pb2.RangeConfig()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.RANGE_CONFIG_KEY], range_config)
+    processor = input_processor.FileBasedInputProcessor(
+        exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits, range_config)
+    span, version = processor.resolve_span_and_version()
+    resolved = dict(exec_properties)
+    resolved[utils.SPAN_PROPERTY_NAME] = span
+    resolved[utils.VERSION_PROPERTY_NAME] = version
+    resolved[utils.FINGERPRINT_PROPERTY_NAME] = processor.get_input_fingerprint(span, version)
+    for split in input_config.splits:
+        split.pattern = processor.get_pattern_for_span_version(split.pattern, span, version)
+    resolved[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(input_config)
+    example_gen_driver.update_output_artifact(resolved, examples.mlmd_artifact)
+    logging.info("No ExampleGen driver ran: resolved span %s (patterns %s) in the executor.",
+                 span, [split.pattern for split in input_config.splits])
+    return resolved
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """ExampleGen executor for Parquet that keeps every value."""
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY])
+        exec_properties = resolve_span_if_unresolved(exec_properties, examples)
+        super().Do(input_dict, output_dict, exec_properties)
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _ParquetToExample

@@ -175,11 +175,17 @@ def ingestion_checks(verified: measure.Measurement, floor: Dict[str, Any]) -> Di
 
 
 def write_string_date_copy(source_dir: str, target_dir: str) -> None:
-    """The curated span with `date` cast to string: what the stock executor can read."""
+    """The curated span with `date` cast to string: what the stock executor can read.
+
+    The target is emptied first: Spark names its part files with a run id, so
+    a copy from an earlier benchmark run in the same work directory would
+    otherwise stay beside this one and be read (and counted) as well.
+    """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    os.makedirs(target_dir, exist_ok=True)
+    shutil.rmtree(target_dir, ignore_errors=True)
+    os.makedirs(target_dir)
     for path in sorted(glob.glob(os.path.join(source_dir, PARQUET_GLOB))):
         table = pq.read_table(path)
         index = table.schema.get_field_index("date")

@@ -42,3 +42,27 @@ def test_smoke_benchmark_writes_every_measurement(tmp_path):
     markdown = (output / "results.md").read_text()
     assert "| ingest_ours | 200 |" in markdown and "## Targets" in markdown
     assert results["machine"]["logical_cores"] > 0 and results["machine"]["packages"]["tfx"]
+
+
+def test_string_date_copy_replaces_an_earlier_copy(tmp_path):
+    """Spark's part names differ per run: an old copy must not be read (and counted) again."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def span(name, days):
+        source = tmp_path / name
+        source.mkdir()
+        dates = [datetime.date(2020, 1, 1) + datetime.timedelta(days=d) for d in range(days)]
+        pq.write_table(pa.table({"date": pa.array(dates, pa.date32())}),
+                       str(source / f"part-00000-{name}.parquet"))
+        return str(source)
+
+    target = str(tmp_path / "strdate")
+    run_benchmarks.write_string_date_copy(span("first-run", 3), target)
+    run_benchmarks.write_string_date_copy(span("second-run", 5), target)
+    table = pq.read_table(target)
+    assert table.num_rows == 5
+    assert table.schema.field("date").type == pa.string()
+    assert table.column("date")[0].as_py() == "2020-01-01"

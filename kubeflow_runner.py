@@ -2,7 +2,7 @@
 
 Usage:
   python kubeflow_runner.py --image REGISTRY/rain-tomorrow:TAG \\
-      --pipeline-root gs://BUCKET/pipelines [--output rain-tomorrow-pipeline.yaml]
+      --pipeline-root minio://mlpipeline/v2/artifacts [--output rain-tomorrow-pipeline.yaml]
   python kubeflow_runner.py ... --submit --endpoint http://KFP_HOST \\
       [--experiment rain-tomorrow] [--schedule '0 6 * * *']
 
@@ -11,8 +11,11 @@ with a first task that curates the raw CSVs with Spark (local mode, inside the
 image); ExampleGen runs after it. Every path is an in-cluster path or URI taken
 from the flags, user code is referenced by module path, so compiling needs no
 network, no credentials and no cluster. `--output *.yaml` writes the
-PipelineSpec that `kfp.Client` and the KFP UI take; `*.json` writes the
-PipelineJob that Vertex AI Pipelines takes.
+PipelineSpec that `kfp.Client` and the KFP UI take, followed by the
+Kubernetes platform spec that mounts the data and serving volumes; every
+task runs `pipeline.kfp_entrypoint` (TFX's entrypoint on the local artifact
+copies KFP's launcher manages). `*.json` writes the PipelineJob that Vertex
+AI Pipelines takes (TFX's entrypoint, Cloud Storage paths, no volumes).
 
 Per-run parameters (editable in the KFP UI, defaults from the flags below):
 `raw_data`, `station`, `train_args`, `eval_args`.
@@ -26,7 +29,7 @@ import json
 import os
 import posixpath
 import sys
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -44,6 +47,15 @@ SERVER_MODELS_DIR = "/models"
 DEFAULT_OUTPUT = "rain-tomorrow-pipeline.yaml"
 DEFAULT_EXPERIMENT = "rain-tomorrow"
 RAW_DIR = "raw"
+# deploy/pipeline-data and deploy/base create these claims.
+DEFAULT_DATA_CLAIM = "rain-tomorrow-data"
+DEFAULT_SERVING_CLAIM = "rain-tomorrow-models"
+ARTIFACT_IO_MODES = ("launcher", "direct")
+VERTEX_STORAGE_PREFIXES = ("gs://", "/gcs/")
+LAUNCHER_ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint"]
+# Which tasks read or write which volume.
+DATA_TASKS = ("SparkCuration", "FileBasedExampleGen")
+SERVING_TASKS = ("baseline_model", "pusher")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +90,9 @@ class KubeflowSettings:
     raw_data: str  # default of the `raw_data` run parameter
     station: str  # default of the `station` run parameter
     submission: Optional[Submission]
+    artifact_io: str = "launcher"
+    # {task: [(claim, mount path)]}: the KFP Kubernetes platform spec's PVC mounts.
+    volume_mounts: Dict[str, List[Tuple[str, str]]] = dataclasses.field(default_factory=dict)
 
 
 def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -96,6 +111,19 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
                        help=f"the model directory as TF Serving sees it (default {SERVER_MODELS_DIR}/<model-name>)")
     group.add_argument("--schema-path", default=IMAGE_SCHEMA_PATH,
                        help="curated schema inside the image")
+    group.add_argument("--data-volume-claim", default=None,
+                       help="PersistentVolumeClaim mounted at --data-root in the Spark and "
+                            f"ExampleGen tasks (default {DEFAULT_DATA_CLAIM}, from "
+                            "deploy/pipeline-data; '' = none)")
+    group.add_argument("--serving-volume-claim", default=None,
+                       help="PersistentVolumeClaim mounted at --serving-base in the baseline and "
+                            f"pusher tasks (default {DEFAULT_SERVING_CLAIM}, the claim deploy/ "
+                            "mounts into TF Serving; '' = none)")
+    group.add_argument("--artifact-io", choices=ARTIFACT_IO_MODES, default=None,
+                       help="'launcher': tasks work on the local copies KFP's launcher downloads "
+                            "and uploads (open-source KFP, any object store, minio:// included); "
+                            "'direct': TFX reads and writes artifact URIs itself (Vertex AI, gs://). "
+                            "Default: launcher for *.yaml, direct for *.json")
     group = parser.add_argument_group("data (defaults of the per-run parameters)")
     group.add_argument("--raw-data", default=None,
                        help=f"raw CSV path/glob, comma-separated for several (default <data-root>/{RAW_DIR}/*.csv)")
@@ -127,6 +155,24 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if flags.submit and not flags.output.endswith((".yaml", ".yml")):
         parser.error("--submit sends a YAML PipelineSpec (kfp.Client does not take the JSON "
                      "PipelineJob, which is Vertex AI's format): use --output *.yaml")
+    if flags.artifact_io is None:
+        flags.artifact_io = "direct" if flags.output.endswith(".json") else "launcher"
+    if flags.output.endswith(".json"):
+        # Vertex AI Pipelines mounts no volumes; Cloud Storage is reachable as
+        # gs:// and, through Cloud Storage FUSE, as /gcs/.
+        if flags.data_volume_claim or flags.serving_volume_claim:
+            parser.error("Vertex AI (the *.json output) mounts no volumes: drop "
+                         "--data-volume-claim/--serving-volume-claim and use gs:// or /gcs/ paths")
+        for flag, path in (("--data-root", flags.data_root), ("--serving-base", flags.serving_base)):
+            if not path.startswith(VERTEX_STORAGE_PREFIXES):
+                parser.error(f"{flag} {path} does not exist on Vertex AI (no volumes there): "
+                             "give a Cloud Storage path, gs://BUCKET/... or /gcs/BUCKET/...")
+        flags.data_volume_claim = flags.serving_volume_claim = ""
+    else:
+        if flags.data_volume_claim is None:
+            flags.data_volume_claim = DEFAULT_DATA_CLAIM
+        if flags.serving_volume_claim is None:
+            flags.serving_volume_claim = DEFAULT_SERVING_CLAIM
     if flags.schedule is not None:
         try:
             flags.schedule = kfp_cron(flags.schedule)
@@ -175,6 +221,12 @@ def settings_from_flags(flags: argparse.Namespace) -> KubeflowSettings:
             run_name=flags.run_name or f"{config.pipeline_name}-{stamp}",
             schedule=flags.schedule,
         )
+    volume_mounts: Dict[str, List[Tuple[str, str]]] = {}
+    for claim, path, tasks in ((flags.data_volume_claim, flags.data_root, DATA_TASKS),
+                               (flags.serving_volume_claim, flags.serving_base, SERVING_TASKS)):
+        if claim and not _is_uri(path):
+            for task in tasks:
+                volume_mounts.setdefault(task, []).append((claim, path))
     return KubeflowSettings(
         image=flags.image,
         output=os.path.abspath(flags.output),
@@ -184,7 +236,13 @@ def settings_from_flags(flags: argparse.Namespace) -> KubeflowSettings:
         raw_data=flags.raw_data or posixpath.join(flags.data_root, RAW_DIR, "*.csv"),
         station=flags.station,
         submission=submission,
+        artifact_io=flags.artifact_io,
+        volume_mounts=volume_mounts,
     )
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
 
 
 def build_pipeline(settings: KubeflowSettings) -> Tuple["tfx.dsl.Pipeline", List[RunParameter]]:
@@ -248,8 +306,6 @@ def compile_pipeline(settings: KubeflowSettings) -> str:
     from kfp.pipeline_spec import pipeline_spec_pb2
     from tfx import v1 as tfx
 
-    from components.spark_curation.component import SparkCuration
-
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=settings.image,
@@ -270,19 +326,61 @@ def compile_pipeline(settings: KubeflowSettings) -> str:
     )
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     _finish_spec(spec, parameters, settings.pipeline.pipeline_root,
-                 uncached_tasks=[SparkCuration.__name__])
+                 uncached_tasks=uncached_tasks(settings.artifact_io),
+                 launcher_io=settings.artifact_io == "launcher")
     job["pipelineSpec"] = json_format.MessageToDict(spec)
     os.makedirs(os.path.dirname(settings.output), exist_ok=True)
     with open(settings.output, "w") as f:
         if settings.output.endswith(".json"):
             json.dump(job, f, indent=2, sort_keys=True)
         else:
-            yaml.safe_dump(job["pipelineSpec"], f, sort_keys=True)
+            documents = [job["pipelineSpec"]]
+            if settings.volume_mounts:
+                documents.append(platform_spec(spec, settings.volume_mounts))
+            yaml.safe_dump_all(documents, f, sort_keys=True)
     return settings.output
 
 
+def uncached_tasks(artifact_io: str) -> List[str]:
+    """Tasks whose cache key cannot see new data, so they must always run.
+
+    KFP computes a task's cache key from its parameters and input artifacts
+    before it starts. The Spark task's glob may match new files while its
+    parameters stay equal (the job itself skips raw data it has curated).
+    ExampleGen's parameters hold the pattern `span-{SPAN}/*.parquet`; only
+    where TFX's driver hook runs first (Vertex AI, `direct`) does its key
+    include the resolved span and the data's fingerprint. Without the hook
+    (the open-source backend), a cached ExampleGen would never see a new span.
+    """
+    from components.spark_curation.component import SparkCuration
+
+    tasks = [SparkCuration.__name__]
+    if artifact_io == "launcher":
+        tasks.append("FileBasedExampleGen")
+    return tasks
+
+
+def platform_spec(spec, volume_mounts: Dict[str, List[Tuple[str, str]]]) -> dict:
+    """KFP's Kubernetes platform spec: PVC mounts per task, keyed by executor label.
+
+    The second YAML document of a compiled package, as kfp-kubernetes writes
+    it; `kfp.Client` uploads both documents and the backend's driver adds the
+    volumes to the task's pod. TFX's compiler has no way to express volumes.
+    """
+    from google.protobuf import json_format
+    from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s
+
+    executors = {}
+    for task, mounts in volume_mounts.items():
+        label = spec.components[spec.root.dag.tasks[task].component_ref.name].executor_label
+        config = k8s.KubernetesExecutorConfig(pvc_mount=[
+            k8s.PvcMount(constant=claim, mount_path=path) for claim, path in mounts])
+        executors[label] = json_format.MessageToDict(config)
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
 def _finish_spec(spec, parameters: Sequence[RunParameter], pipeline_root: str,
-                 uncached_tasks: Sequence[str]) -> None:
+                 uncached_tasks: Sequence[str], launcher_io: bool) -> None:
     """What TFX's compiler leaves out of the PipelineSpec.
 
     * Parameter defaults: TFX puts them only in a PipelineJob's runtimeConfig,
@@ -292,6 +390,10 @@ def _finish_spec(spec, parameters: Sequence[RunParameter], pipeline_root: str,
     * No caching for tasks whose inputs are not all in their parameters: the
       Spark task's glob may match new files while its parameters stay equal
       (the job itself skips raw data it has curated before).
+    * With `launcher_io`, every task runs `pipeline.kfp_entrypoint`, TFX's
+      entrypoint on the local copies of artifacts that KFP's launcher
+      downloads and uploads (TFX's own reads URIs directly, which only works
+      where TensorFlow speaks the object store's scheme).
     """
     spec.default_pipeline_root = pipeline_root
     for parameter in parameters:
@@ -301,6 +403,12 @@ def _finish_spec(spec, parameters: Sequence[RunParameter], pipeline_root: str,
         definition.description = parameter.description
     for task in uncached_tasks:
         spec.root.dag.tasks[task].caching_options.enable_cache = False
+    if launcher_io:
+        executors = spec.deployment_spec["executors"]
+        for label in executors.keys():
+            container = executors[label]["container"]
+            del container["command"][:]
+            container["command"].extend(LAUNCHER_ENTRYPOINT)
 
 
 def submit(

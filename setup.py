@@ -18,6 +18,8 @@ setup(
     include_package_data=True,
     install_requires=[
         "tfx[kfp]==1.16.0",
+        # Kubernetes platform spec protos (PVC mounts) for the compiled pipeline.
+        "kfp-kubernetes",
         "pyspark>=3.5,<4",
         "vega_datasets>=0.9",
         "psutil",

@@ -175,3 +175,16 @@ def test_pod_disruption_budget_selects_the_server_pods(rendered):
     selector = resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
     pod_labels = resources["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= pod_labels.items()
+
+
+def test_pipeline_volumes_are_the_claims_the_compiled_pipeline_mounts(rendered):
+    """deploy/pipeline-data and deploy/base create the claims kubeflow_runner mounts by default."""
+    data = render("pipeline-data")
+    assert set(data) == {"PersistentVolumeClaim"}
+    claim = data["PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == kubeflow_runner.DEFAULT_DATA_CLAIM
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(claim, KUBERNETES_VERSION, strict=True)
+    serving = rendered["base"]["PersistentVolumeClaim"]
+    assert serving["metadata"]["name"] == kubeflow_runner.DEFAULT_SERVING_CLAIM

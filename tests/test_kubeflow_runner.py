@@ -25,6 +25,10 @@ PIPELINE_ROOT = "gs://rain-tomorrow-test/pipelines"
 # Absolute paths of a developer machine or CI runner; none may reach the spec.
 LOCAL_PATH_PREFIXES = (REPO_ROOT, "/home/", "/tmp/", "/Users/", "/work/", "/root/")
 TFX_COMMAND = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+LAUNCHER_COMMAND = ["python", "-m", "pipeline.kfp_entrypoint"]
+# Vertex AI mounts no volumes: the JSON (Vertex) compile uses Cloud Storage.
+VERTEX_LOCATIONS = ["--data-root", "/gcs/rain-tomorrow-test/data",
+                    "--serving-base", "gs://rain-tomorrow-test/models"]
 CURATION_TASK = "SparkCuration"
 EXAMPLE_GEN_TASK = "FileBasedExampleGen"
 
@@ -59,9 +63,9 @@ def compiled(tmp_path_factory):
         with pytest.raises(OSError):  # the guard is in force
             socket.create_connection(("kfp.example", 80))
         attempts.clear()
-        for name in ("pipeline.yaml", "pipeline.json"):
+        for name, extra in (("pipeline.yaml", []), ("pipeline.json", VERTEX_LOCATIONS)):
             path = str(directory / name)
-            assert kubeflow_runner.main(flags(path)) == 0
+            assert kubeflow_runner.main(flags(path, *extra)) == 0
             result[name.split(".")[1]] = (path, read_spec(path))
     assert attempts == [], "compilation tried to use the network"
     return result
@@ -72,8 +76,8 @@ def read_spec(path: str) -> pipeline_spec_pb2.PipelineSpec:
         if path.endswith(".json"):
             job = json_format.Parse(f.read(), pipeline_spec_pb2.PipelineJob())
             spec_dict = json_format.MessageToDict(job.pipeline_spec)
-        else:
-            spec_dict = yaml.safe_load(f)
+        else:  # the PipelineSpec, then (optionally) the Kubernetes platform spec
+            spec_dict = next(yaml.safe_load_all(f))
     return json_format.ParseDict(spec_dict, pipeline_spec_pb2.PipelineSpec())
 
 
@@ -88,28 +92,11 @@ def settings():
 
 
 def expected_dag(settings) -> Dict[str, Set[str]]:
-    """{task: dependent tasks} from the local runner's graph plus the curation task.
-
-    TFX compiles a LatestBlessedModel resolver into two tasks: one queries
-    blessings, the other the blessed models; consumers depend on the latter.
-    """
-    from tfx import v1 as tfx
-
+    """{task: dependent tasks} from the local runner's graph plus the curation task."""
     from pipeline.pipeline import create_pipeline
 
     local = create_pipeline(settings.pipeline)
-    task_of = {}
-    dag = {}
-    for node in local.components:
-        if isinstance(node, tfx.dsl.Resolver):
-            dag[f"{node.id}-model-blessing-resolver"] = set()
-            dag[f"{node.id}-model-resolver"] = set()
-            task_of[node.id] = f"{node.id}-model-resolver"
-        else:
-            task_of[node.id] = node.id
-    for node in local.components:
-        if not isinstance(node, tfx.dsl.Resolver):
-            dag[node.id] = {task_of[upstream.id] for upstream in node.upstream_nodes}
+    dag = {node.id: {upstream.id for upstream in node.upstream_nodes} for node in local.components}
     dag[CURATION_TASK] = set()
     dag[EXAMPLE_GEN_TASK].add(CURATION_TASK)
     return dag
@@ -124,7 +111,7 @@ def executors(spec) -> Dict[str, pipeline_spec_pb2.PipelineDeploymentConfig.Exec
 
 
 def containers(spec):
-    """{task: container spec} of the tasks that run a container (all but resolver queries)."""
+    """{task: container spec} of the tasks that run a container."""
     return {name: executor.container for name, executor in executors(spec).items()
             if executor.HasField("container")}
 
@@ -133,20 +120,32 @@ def test_task_graph_is_the_local_graph_after_spark_curation(spec, settings):
     actual = {name: set(task.dependent_tasks) for name, task in spec.root.dag.tasks.items()}
     assert actual == expected_dag(settings)
     assert actual[CURATION_TASK] == set() and actual[EXAMPLE_GEN_TASK] == {CURATION_TASK}
-    # The model query reads the blessing query's output (a data edge, not a dependency).
-    model_query = spec.root.dag.tasks["latest_blessed_model_resolver-model-resolver"]
-    (edge,) = model_query.inputs.artifacts.values()
-    assert edge.task_output_artifact.producer_task == "latest_blessed_model_resolver-model-blessing-resolver"
+    # The Evaluator's baseline comes from the serving directory, through a task.
+    edge = spec.root.dag.tasks["Evaluator"].inputs.artifacts["baseline_model"].task_output_artifact
+    assert (edge.producer_task, edge.output_artifact_key) == ("baseline_model", "model")
+    assert actual["baseline_model"] == {"Trainer"}
 
 
-def test_every_container_runs_the_image_through_the_tfx_entrypoint(spec):
+def test_every_task_is_a_container_the_open_source_backend_runs(spec):
+    """KFP's open-source backend refuses a whole run if any executor is a resolver."""
+    kinds = {name: executor.WhichOneof("spec") for name, executor in executors(spec).items()}
+    assert set(kinds.values()) == {"container"}, kinds
+    assert containers(spec)["Evaluator"].args[1] == (
+        "components.serving_baseline.executor.EvaluatorExecutor")
+
+
+def test_every_container_runs_the_image_through_the_launcher_io_entrypoint(spec, compiled):
+    """KFP (YAML): our wrapper of TFX's entrypoint; Vertex (JSON): TFX's own."""
     tasks = containers(spec)
-    for container in tasks.values():
-        assert container.image == IMAGE
-        assert list(container.command) == TFX_COMMAND
+    vertex = containers(compiled["json"][1])
+    assert set(vertex) == set(tasks)
+    for name, container in tasks.items():
+        assert container.image == IMAGE and vertex[name].image == IMAGE
+        assert list(container.command) == LAUNCHER_COMMAND
+        assert list(vertex[name].command) == TFX_COMMAND
         assert container.args[0] == "--executor_class_path"
-    resolvers = {name for name, e in executors(spec).items() if e.HasField("resolver")}
-    assert set(tasks) | resolvers == set(spec.root.dag.tasks) and len(resolvers) == 2
+        assert container.args[:2] == vertex[name].args[:2]
+    assert set(tasks) == set(spec.root.dag.tasks)
     example_gen = tasks[EXAMPLE_GEN_TASK]
     assert list(example_gen.lifecycle.pre_cache_check.command) == [
         "python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
@@ -176,9 +175,12 @@ def test_runtime_parameters_feed_the_curation_and_trainer_tasks(spec):
     assert bound("Trainer") == {"train_args": "train_args", "eval_args": "eval_args"}
 
 
-def test_json_is_a_vertex_pipeline_job_with_the_same_spec(compiled):
+def test_json_is_a_vertex_pipeline_job_with_the_same_graph(compiled):
     path, spec = compiled["json"]
-    assert spec == compiled["yaml"][1]
+    yaml_spec = compiled["yaml"][1]
+    assert {n: set(t.dependent_tasks) for n, t in spec.root.dag.tasks.items()} == {
+        n: set(t.dependent_tasks) for n, t in yaml_spec.root.dag.tasks.items()}
+    assert set(spec.root.input_definitions.parameters) == set(yaml_spec.root.input_definitions.parameters)
     with open(path) as f:
         runtime_config = json.load(f)["runtimeConfig"]
     assert runtime_config["gcsOutputDirectory"] == PIPELINE_ROOT
@@ -212,10 +214,49 @@ def test_no_local_path_and_user_code_by_module_path(compiled, spec):
     assert constants[("ImportSchemaGen", "schema_file")] == kubeflow_runner.IMAGE_SCHEMA_PATH
 
 
-def test_only_the_curation_task_skips_the_cache(spec):
+def test_platform_spec_mounts_the_volumes_where_they_are_used(compiled, spec):
+    """The second YAML document: what kfp.Client uploads as the Kubernetes platform spec."""
+    from kfp.client import client as kfp_client
+    from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s
+
+    document = kfp_client._extract_pipeline_yaml(compiled["yaml"][0])
+    executors = document.platform_spec.platforms["kubernetes"].deployment_spec.executors
+    label_of = {name: spec.components[task.component_ref.name].executor_label
+                for name, task in spec.root.dag.tasks.items()}
+    mounts = {}
+    for task, label in label_of.items():
+        if label in executors:
+            config = json_format.ParseDict(
+                json_format.MessageToDict(executors[label]), k8s.KubernetesExecutorConfig())
+            mounts[task] = [(m.constant, m.mount_path) for m in config.pvc_mount]
+    data = [(kubeflow_runner.DEFAULT_DATA_CLAIM, "/mnt/data")]
+    models = [(kubeflow_runner.DEFAULT_SERVING_CLAIM, "/mnt/models")]
+    assert mounts == {CURATION_TASK: data, EXAMPLE_GEN_TASK: data,
+                      "baseline_model": models, "pusher": models}
+
+
+def test_object_store_locations_need_no_volumes(tmp_path):
+    path = str(tmp_path / "p.yaml")
+    assert kubeflow_runner.main(flags(path, "--data-root", "/mnt/data", "--data-volume-claim", "",
+                                      "--serving-base", "gs://bucket/models")) == 0
+    with open(path) as f:
+        assert len(list(yaml.safe_load_all(f))) == 1  # no platform spec
+
+
+def test_direct_artifact_io_keeps_tfxs_entrypoint(tmp_path):
+    path = str(tmp_path / "p.yaml")
+    assert kubeflow_runner.main(flags(path, "--artifact-io", "direct")) == 0
+    assert {tuple(c.command) for c in containers(read_spec(path)).values()} == {tuple(TFX_COMMAND)}
+
+
+@pytest.mark.parametrize("kind, uncached", [
+    ("yaml", {CURATION_TASK, EXAMPLE_GEN_TASK}),  # no driver hook on KFP: the span is not in the key
+    ("json", {CURATION_TASK}),  # Vertex runs the hook, which puts span and fingerprint in the key
+])
+def test_tasks_that_cannot_see_new_data_skip_the_cache(compiled, kind, uncached):
+    spec = compiled[kind][1]
     caching = {name: spec.root.dag.tasks[name].caching_options.enable_cache for name in containers(spec)}
-    assert caching.pop(CURATION_TASK) is False
-    assert caching and all(caching.values())
+    assert {name for name, enabled in caching.items() if not enabled} == uncached
 
 
 def test_curation_fails_with_the_jobs_message(tmp_path):
@@ -233,6 +274,8 @@ def test_curation_fails_with_the_jobs_message(tmp_path):
     (["--submit"], "--submit needs --endpoint"),
     (["--submit", "--endpoint", "http://kfp", "--output", "p.json"], "use --output *.yaml"),
     (["--schedule", "0 6 * *"], "has 4 fields"),
+    (["--output", "p.json"], "--data-root /mnt/data does not exist on Vertex AI"),
+    (["--output", "p.json", *VERTEX_LOCATIONS, "--data-volume-claim", "x"], "mounts no volumes"),
 ])
 def test_bad_flag_combinations_are_refused(argv, message, capsys):
     base = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT]

@@ -8,12 +8,15 @@ venv's site-packages>, so the editable install's .pth (which puts the
 repository on sys.path) is not applied: whatever they import comes from the
 wheel, as in the image.
 
-The slow test goes further and runs the compiled spec's first tasks through
-their own container commands, with the executor input KFP would give them
-(in-cluster paths mapped to temporary directories, as volumes would be):
-the Spark curation task on the bundled Seattle CSV, and ExampleGen's driver
-hook followed by its executor.
+The slow tests go further and run the whole compiled pipeline, every task
+through its own container command with the executor input KFP's open-source
+backend would give it (tests/kfp_launcher.py plays the backend: minio://
+artifact URIs on the launcher's local paths, PVC mounts from the platform
+spec, KFP's cache): a run whose raw data matches nothing, a first run on the
+bundled Seattle CSV that pushes a version, and a run with an untrained
+candidate that is compared with the served version and not pushed.
 """
+import dataclasses
 import fnmatch
 import glob
 import json
@@ -32,6 +35,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
+from tests.kfp_launcher import LauncherSimulation, TaskResult
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_SITE = sysconfig.get_paths()["purelib"]
@@ -104,7 +108,7 @@ def spec(tmp_path_factory) -> pipeline_spec_pb2.PipelineSpec:
     assert kubeflow_runner.main(["--image", "rain-tomorrow:contract", "--pipeline-root",
                                  "gs://bucket/root", "--output", path]) == 0
     with open(path) as f:
-        return json_format.ParseDict(yaml.safe_load(f), pipeline_spec_pb2.PipelineSpec())
+        return json_format.ParseDict(next(yaml.safe_load_all(f)), pipeline_spec_pb2.PipelineSpec())
 
 
 def deployment(spec) -> pipeline_spec_pb2.PipelineDeploymentConfig:
@@ -206,111 +210,129 @@ def test_dockerfile_installs_the_context_with_our_python_and_pins():
     assert "openjdk-17-jre-headless" in dockerfile  # pyspark
 
 
-# --- running the compiled tasks ----------------------------------------------------------
+# --- running the compiled pipeline ------------------------------------------------------
 
 
-def executor_input(spec, task: str, outputs_root: str, mounts: Dict[str, str],
-                   overrides: Optional[Dict[str, str]] = None) -> str:
-    """The ExecutorInput JSON KFP would hand `task`, in-cluster paths mapped by `mounts`.
-
-    Parameters come from the task's constants and the pipeline's parameter
-    defaults (or `overrides`, as a run's parameters would); each output
-    artifact gets a URI under `<outputs_root>/<task>/`.
-    """
-    def mounted(value):
-        for in_cluster, local in mounts.items():
-            if isinstance(value, str) and value.startswith(in_cluster):
-                return local + value[len(in_cluster):]
-        return value
-
-    task_spec = spec.root.dag.tasks[task]
-    component = spec.components[task_spec.component_ref.name]
-    parameters = {}
-    for name, source in task_spec.inputs.parameters.items():
-        if source.component_input_parameter:
-            pipeline_input = source.component_input_parameter
-            value = (overrides or {}).get(pipeline_input, json_format.MessageToDict(
-                spec.root.input_definitions.parameters[pipeline_input].default_value))
-        else:
-            value = json_format.MessageToDict(source.runtime_value.constant)
-        parameters[name] = mounted(value)
-    task_dir = os.path.join(outputs_root, task)
-    artifacts = {
-        key: {"artifacts": [{
-            "name": f"{task}-{key}",
-            "type": json_format.MessageToDict(definition.artifact_type),
-            "uri": os.path.join(task_dir, key),
-        }]}
-        for key, definition in component.output_definitions.artifacts.items()
-    }
-    return json.dumps({
-        "inputs": {"parameterValues": parameters},
-        "outputs": {"artifacts": artifacts,
-                    "outputFile": os.path.join(task_dir, "executor_output.json")},
-    })
+@pytest.fixture(scope="module")
+def compiled_package(tmp_path_factory):
+    """(PipelineSpec, platform spec) of the default YAML compile: KFP with launcher I/O."""
+    path = str(tmp_path_factory.mktemp("package") / "pipeline.yaml")
+    assert kubeflow_runner.main(["--image", "rain-tomorrow:contract", "--pipeline-root",
+                                 "minio://mlpipeline/v2/artifacts", "--output", path]) == 0
+    with open(path) as f:
+        pipeline_doc, platform = yaml.safe_load_all(f)
+    return json_format.ParseDict(pipeline_doc, pipeline_spec_pb2.PipelineSpec()), platform
 
 
-def with_driver_artifacts(invocation: str) -> str:
-    """The executor input with output artifacts replaced by those the driver wrote."""
-    executor_input = json.loads(invocation)
-    with open(executor_input["outputs"]["outputFile"]) as f:
-        driver_output = json.load(f)
-    for key, artifacts in driver_output["artifacts"].items():
-        (updated,) = artifacts["artifacts"]
-        (artifact,) = executor_input["outputs"]["artifacts"][key]["artifacts"]
-        artifact["metadata"] = updated["metadata"]
-    return json.dumps(executor_input)
+@dataclasses.dataclass
+class ClusterRuns:
+    simulation: LauncherSimulation
+    data: str
+    models: str
+    missing_raw: Dict[str, TaskResult]
+    curated_after_missing_raw: bool
+    first: Dict[str, TaskResult]
+    worse: Dict[str, TaskResult]
 
 
-def run_task(image, command, args, invocation: str) -> subprocess.CompletedProcess:
-    """Runs `command args` as the container would, with `{{$}}` filled in."""
-    assert list(command[:2]) == ["python", "-m"]
-    return run_isolated(image, [*command[1:], *[invocation if a == "{{$}}" else a for a in args]])
+@pytest.fixture(scope="module")
+def cluster_runs(image, compiled_package, tmp_path_factory) -> ClusterRuns:
+    """Three runs of the compiled package, task by task through each container command."""
+    from vega_datasets import local_data
+
+    spec, platform = compiled_package
+    root = tmp_path_factory.mktemp("cluster")
+    data, models, local_root = (str(root / name) for name in ("data-volume", "models-volume", "pod"))
+    os.makedirs(os.path.join(data, "raw"))
+    os.makedirs(models)
+    shutil.copy(local_data.seattle_weather.filepath, os.path.join(data, "raw"))
+    simulation = LauncherSimulation(
+        spec, platform, local_root,
+        claims={kubeflow_runner.DEFAULT_DATA_CLAIM: data, kubeflow_runner.DEFAULT_SERVING_CLAIM: models},
+        image_paths={IMAGE_APP_DIR: image["context"]},
+        unmapped=(kubeflow_runner.SERVER_MODELS_DIR + "/",),
+        run_command=lambda argv, env: run_isolated(image, argv, timeout=900, env=env))
+    missing_raw = simulation.run({"raw_data": f"{IN_CLUSTER_DATA_ROOT}/raw/missing-*.csv"})
+    curated_after_missing_raw = os.path.exists(os.path.join(data, "curated"))
+    first = simulation.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
+    # One training step: an essentially untrained candidate against the served model.
+    worse = simulation.run({"station": "seattle", "train_args": '{"num_steps": 1}'})
+    return ClusterRuns(simulation, data, models, missing_raw, curated_after_missing_raw, first, worse)
+
+
+def _failures(results: Dict[str, TaskResult]) -> str:
+    return "\n".join(f"{name}: {r.stderr[-3000:]}" for name, r in results.items() if r.status == "FAILED")
+
+
+def _versions(models: str) -> List[str]:
+    model_dir = os.path.join(models, "rain_tomorrow")
+    return sorted(v for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(model_dir) else []
 
 
 @pytest.mark.slow
-def test_compiled_curation_and_example_gen_tasks_run(image, spec, tmp_path):
-    from vega_datasets import local_data
+def test_a_run_with_missing_raw_data_stops_at_the_spark_task(cluster_runs):
+    statuses = {name: r.status for name, r in cluster_runs.missing_raw.items()}
+    assert statuses.pop("SparkCuration") == "FAILED"
+    assert set(statuses) <= {"ImportSchemaGen"}  # the only task that does not wait for it
+    result = cluster_runs.missing_raw["SparkCuration"]
+    assert f"Input '{cluster_runs.data}/raw/missing-*.csv' matches no file" in result.stderr
+    assert not cluster_runs.curated_after_missing_raw
 
-    data_root, outputs = str(tmp_path / "data"), str(tmp_path / "pipeline_root")
-    os.makedirs(os.path.join(data_root, "raw"))
-    shutil.copy(local_data.seattle_weather.filepath, os.path.join(data_root, "raw"))
-    mounts = {IN_CLUSTER_DATA_ROOT: data_root}
 
-    # 1. The Spark task on a run whose raw_data matches nothing: the job's message.
-    curation = container_of(spec, "SparkCuration")
-    bad = executor_input(spec, "SparkCuration", outputs, mounts,
-                         {"raw_data": f"{IN_CLUSTER_DATA_ROOT}/raw/missing-*.csv"})
-    failed = run_task(image, curation.command, curation.args, bad)
-    assert failed.returncode != 0
-    assert f"Input '{data_root}/raw/missing-*.csv' matches no file" in failed.stderr
-
-    # 2. With the default raw_data and the run's station: one curated span.
-    good = executor_input(spec, "SparkCuration", outputs, mounts, {"station": "seattle"})
-    curated = run_task(image, curation.command, curation.args, good)
-    assert curated.returncode == 0, curated.stderr[-4000:]
-    with open(os.path.join(data_root, "curated", "span-1", "_manifest.json")) as f:
-        rows_written = json.load(f)["rows_written"]
-    assert rows_written == 1460  # 1,461 days, the last has no tomorrow
-
-    # 3. ExampleGen: the pre-cache-check driver resolves the span, then the executor.
-    example_gen = container_of(spec, "FileBasedExampleGen")
-    invocation = executor_input(spec, "FileBasedExampleGen", outputs, mounts)
-    hook = example_gen.lifecycle.pre_cache_check
-    driver = run_task(image, hook.command, hook.args, invocation)
-    assert driver.returncode == 0, driver.stderr[-4000:]
-    # Like the orchestrator, give the executor the artifact the driver updated (span, version).
-    invocation = with_driver_artifacts(invocation)
-    executor = run_task(image, example_gen.command, example_gen.args, invocation)
-    assert executor.returncode == 0, executor.stderr[-4000:]
-
-    output_file = os.path.join(outputs, "FileBasedExampleGen", "executor_output.json")
-    with open(output_file) as f:
-        (examples,) = json.load(f)["artifacts"]["examples"]["artifacts"]
-    assert examples["uri"] == os.path.join(outputs, "FileBasedExampleGen", "examples")
-    assert examples["metadata"]["custom:span"] == 1  # set by the driver, kept by the executor
+@pytest.mark.slow
+def test_compiled_pipeline_runs_every_task_on_the_launchers_paths(cluster_runs, compiled_package):
+    spec, _ = compiled_package
+    first = cluster_runs.first
+    statuses = {n: r.status for n, r in first.items()}
+    assert set(statuses) == set(spec.root.dag.tasks), _failures(first)
+    # ImportSchemaGen already ran (same inputs) beside the failed Spark task of the run before.
+    assert statuses.pop("ImportSchemaGen") == "CACHED"
+    assert set(statuses.values()) == {"COMPLETE"}, _failures(first)
+    simulation = cluster_runs.simulation
+    for name, result in first.items():
+        run = "run-1" if result.status == "CACHED" else "run-2"
+        for key, artifact in result.outputs.items():
+            # Recorded at its object-store URI, its content where the launcher uploads from.
+            assert artifact["uri"] == f"minio://mlpipeline/v2/artifacts/{run}/{name}/{key}"
+            if name != "pusher":  # a pusher that pushes writes only properties
+                assert os.path.isdir(simulation.local_path(artifact["uri"])), (name, key)
+    examples = first["FileBasedExampleGen"].outputs["examples"]
+    assert examples["metadata"]["custom:span"] == 1  # resolved by our executor: no driver hook on KFP
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
-    assert count_examples(examples["uri"]) == rows_written
+    with open(os.path.join(cluster_runs.data, "curated", "span-1", "_manifest.json")) as f:
+        assert count_examples(simulation.local_path(examples["uri"])) == json.load(f)["rows_written"] == 1460
+    # Custom properties travel as artifact metadata (ExampleGen's span is prefixed
+    # "custom:" because Examples also has a declared `span` property).
+    assert first["baseline_model"].outputs["model"]["metadata"]["baseline_found"] == 0
+    assert first["Evaluator"].outputs["blessing"]["metadata"]["blessed"] == 1
+    (version,) = _versions(cluster_runs.models)
+    version_dir = os.path.join(cluster_runs.models, "rain_tomorrow", version)
+    assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
+    with open(os.path.join(version_dir, "push_metadata.json")) as f:
+        metadata = json.load(f)
+    assert metadata["model_uri"] == simulation.local_path(first["Trainer"].outputs["model"]["uri"])
+    assert metadata["data"][0]["span"] == 1
+    with open(os.path.join(cluster_runs.models, "models.config")) as f:
+        assert 'base_path: "/models/rain_tomorrow"' in f.read()  # TF Serving's view of the volume
+
+
+@pytest.mark.slow
+def test_worse_candidate_is_compared_with_the_served_version_and_not_pushed(cluster_runs):
+    from components import evaluation_results
+
+    worse = cluster_runs.worse
+    assert all(r.status in ("COMPLETE", "CACHED") for r in worse.values()), _failures(worse)
+    # New data cannot be seen in a KFP cache key without the driver hook: both always run.
+    assert worse["SparkCuration"].status == worse["FileBasedExampleGen"].status == "COMPLETE"
+    (version,) = _versions(cluster_runs.models)
+    baseline = worse["baseline_model"].outputs["model"]["metadata"]
+    assert baseline["baseline_found"] == 1 and baseline["baseline_version"] == int(version)
+    evaluation_uri = cluster_runs.simulation.local_path(worse["Evaluator"].outputs["evaluation"]["uri"])
+    summary = evaluation_results.summarize(evaluation_uri)
+    assert summary.has_baseline and not summary.blessed
+    assert summary.metrics["candidate"]["auc"] < summary.metrics["baseline"]["auc"]
+    pushed = worse["pusher"].outputs["pushed_model"]["metadata"]
+    assert pushed["pushed"] == 0 and "not blessed" in pushed["push_reason"]
 
 
 def count_examples(uri: str) -> int:

@@ -224,8 +224,16 @@ def markdown(results: Dict[str, Any]) -> str:
         f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores, "
         f"{machine['ram_gib']} GiB RAM, {machine['os']}, Python {machine['python']}, "
         f"{machine['java']}; " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()),
-        "", "## Measurements", "",
+        "",
     ]
+    earlier = results.get("previous_runs") or []
+    if earlier:
+        lines += ["Earlier runs merged into these results (`--merge`; each row is from the latest "
+                  "run that measured that name and size; the package set was the same):", ""]
+        lines += [f"- {run['date']} · `{run['command']}`"
+                  + (f" · {run['cpu']}" if run.get("cpu") else "") for run in earlier]
+        lines += [""]
+    lines += ["## Measurements", ""]
     lines += _table(["measurement", "size", "rows", "status", "seconds", "rows/s", "peak RSS MB",
                      "load 1 min"],
                     measurement_rows(results))

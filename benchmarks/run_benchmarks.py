@@ -251,7 +251,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     if previous:
         results["previous_runs"] = previous.get("previous_runs", []) + [
-            {"date": previous["date"], "command": previous["command"]}]
+            {"date": previous["date"], "command": previous["command"],
+             "cpu": previous.get("machine", {}).get("cpu")}]
     work_dir = flags.work_dir or tempfile.mkdtemp(prefix="rain-bench-")
     bench = Bench(work_dir, output_dir, results, flags.timeout)
     try:

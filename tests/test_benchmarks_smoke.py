@@ -66,3 +66,16 @@ def test_string_date_copy_replaces_an_earlier_copy(tmp_path):
     assert table.num_rows == 5
     assert table.schema.field("date").type == pa.string()
     assert table.column("date")[0].as_py() == "2020-01-01"
+
+
+def test_merged_results_name_every_earlier_run_and_its_cpu():
+    from benchmarks import report
+
+    machine = {"cpu": "CPU B", "logical_cores": 2, "ram_gib": 24, "os": "Debian", "python": "3.10",
+               "java": "17", "packages": {}}
+    results = {"date": "2026-11-26", "command": "run --merge", "machine": machine,
+               "measurements": [], "checks": {},
+               "previous_runs": [{"date": "2026-11-23", "command": "first run", "cpu": "CPU A"}]}
+    text = report.markdown(results)
+    assert "Machine: CPU B" in text
+    assert "- 2026-11-23 · `first run` · CPU A" in text

@@ -53,8 +53,10 @@ DEFAULT_SERVING_CLAIM = "rain-tomorrow-models"
 ARTIFACT_IO_MODES = ("launcher", "direct")
 VERTEX_STORAGE_PREFIXES = ("gs://", "/gcs/")
 LAUNCHER_ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint"]
+CURATION_TASK = "SparkCuration"
+EXAMPLE_GEN_TASK = "FileBasedExampleGen"
 # Which tasks read or write which volume.
-DATA_TASKS = ("SparkCuration", "FileBasedExampleGen")
+DATA_TASKS = (CURATION_TASK, EXAMPLE_GEN_TASK)
 SERVING_TASKS = ("baseline_model", "pusher")
 
 
@@ -352,12 +354,7 @@ def uncached_tasks(artifact_io: str) -> List[str]:
     include the resolved span and the data's fingerprint. Without the hook
     (the open-source backend), a cached ExampleGen would never see a new span.
     """
-    from components.spark_curation.component import SparkCuration
-
-    tasks = [SparkCuration.__name__]
-    if artifact_io == "launcher":
-        tasks.append("FileBasedExampleGen")
-    return tasks
+    return [CURATION_TASK, EXAMPLE_GEN_TASK] if artifact_io == "launcher" else [CURATION_TASK]
 
 
 def platform_spec(spec, volume_mounts: Dict[str, List[Tuple[str, str]]]) -> dict:

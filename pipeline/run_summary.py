@@ -188,24 +188,19 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
         if rule:
             text += "   threshold " + _describe_threshold(rule, evaluation.has_baseline)
         lines.append(text)
+    compared = ""
+    if evaluation.has_baseline:
+        served = ("" if summary.baseline_version is None else
+                  f", served version {summary.baseline_version} in {summary.baseline_source}")
+        compared = f" (compared with the latest blessed model{served})"
     if evaluation.blessed:
         why = "all thresholds met" + (
-            f" (compared with the latest blessed model{_served_as(summary)})"
-            if evaluation.has_baseline
-            else " (first model: no baseline, absolute thresholds only)")
+            compared or " (first model: no baseline, absolute thresholds only)")
         lines.append(f"Blessed: yes, {why}")
     else:
-        lines.append("Blessed: no" + (
-            f" (compared with the latest blessed model{_served_as(summary)})"
-            if evaluation.has_baseline else ""))
+        lines.append("Blessed: no" + compared)
         lines += [f"  - {f}" for f in evaluation.failures]
     return lines
-
-
-def _served_as(summary: RunSummary) -> str:
-    if summary.baseline_version is None:
-        return ""
-    return f", served version {summary.baseline_version} in {summary.baseline_source}"
 
 
 def _describe_threshold(rule: Dict[str, float], has_baseline: bool) -> str:

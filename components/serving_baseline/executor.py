@@ -29,7 +29,6 @@ NO_BASELINE_FILE = "NO_BASELINE"
 MODEL_NAME_KEY = "model_name"
 
 
-
 def newest_served_version(model_dir: str, exclude_model_uri: str = "") -> Optional[int]:
     """The newest version under `model_dir` holding a SavedModel.
 

@@ -13,7 +13,7 @@ setup(
     description="TFX pipeline on Kubeflow: Spark-curated weather Parquet to a "
     "TF Serving model that predicts rain tomorrow.",
     python_requires=">=3.9,<3.11",
-    packages=find_packages(include=["pipeline*", "components*", "models*"]),
+    packages=find_packages(include=["pipeline*", "components*", "models*", "serving*"]),
     py_modules=["local_runner", "kubeflow_runner"],
     include_package_data=True,
     install_requires=[

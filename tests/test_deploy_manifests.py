@@ -16,7 +16,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 import kubeflow_runner
-from components.versioned_pusher.serving_dir import MODELS_CONFIG_FILE
+from serving.model_dir import MODELS_CONFIG_FILE
 from pipeline.config import DEFAULT_MODEL_NAME
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.versioned_pusher import serving_dir
+from serving import model_dir as serving_dir
 
 
 def _fake_saved_model(path, payload=b"graph"):

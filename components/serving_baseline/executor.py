@@ -20,7 +20,7 @@ from tfx.utils import io_utils, path_utils
 
 from components.serving_baseline.properties import (
     BASELINE_FOUND, BASELINE_MODEL_URI, BASELINE_SOURCE, BASELINE_VERSION)
-from components.versioned_pusher import serving_dir
+from serving import model_dir as serving_dir
 
 CANDIDATE_KEY = "candidate"
 BASELINE_KEY = "model"

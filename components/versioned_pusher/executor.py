@@ -10,7 +10,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import evaluation_results
-from components.versioned_pusher import serving_dir
+from serving import model_dir as serving_dir
 
 MODEL_KEY = "model"
 MODEL_BLESSING_KEY = "model_blessing"

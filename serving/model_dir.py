@@ -120,3 +120,66 @@ def write_models_config(serving_base: str, model_name: str, server_base_path: st
     io_utils.write_string_file(staging, text_format.MessageToString(config))
     fileio.rename(staging, path, overwrite=True)
     return path
+
+
+# ---------------------------------------------------------------- read-only helpers
+# For readers that must not trust a version directory blindly (the prediction
+# service): TF Serving's own check is "it loads", but a directory copied in by
+# hand, or by a writer other than `publish_version`, may be half there.
+
+_REQUIRED_FILES = ("saved_model.pb", os.path.join("variables", "variables.index"))
+
+
+def version_path(model_dir: str, version: int) -> str:
+    """The directory of one version."""
+    return os.path.join(model_dir, str(version))
+
+
+def incomplete_reason(model_dir: str, version: int) -> Optional[str]:
+    """Why a version directory is not a complete push, or None if it looks complete.
+
+    Complete means: saved_model.pb, the variables index and a parseable
+    push_metadata.json naming this version (publish_version writes it last,
+    before the rename). Whether the SavedModel loads is for the reader to try.
+    """
+    path = version_path(model_dir, version)
+    for name in _REQUIRED_FILES:
+        if not fileio.exists(os.path.join(path, name)):
+            return f"missing {name}"
+    try:
+        metadata = read_metadata(model_dir, version)
+    except (ValueError, OSError) as error:
+        return f"unreadable {METADATA_FILE}: {error}"
+    if metadata is None:
+        return f"missing {METADATA_FILE}"
+    if metadata.get("version") != version:
+        return f"{METADATA_FILE} names version {metadata.get('version')!r}, not {version}"
+    return None
+
+
+def complete_versions(model_dir: str) -> List[int]:
+    """Sorted versions for which `incomplete_reason` finds nothing missing."""
+    return [v for v in existing_versions(model_dir) if incomplete_reason(model_dir, v) is None]
+
+
+def prune_versions(model_dir: str, keep: int) -> List[int]:
+    """Removes all but the newest `keep` versions; returns the removed ones.
+
+    The newest versions are the one TF Serving serves (its default policy
+    serves the latest) and, with keep >= 2, the one it served until it loads
+    a new push. A version is first renamed to a hidden `.tmp-` name, which
+    TF Serving ignores, then deleted: it is never seen half-removed.
+
+    Args:
+      model_dir: `<serving_base>/<model_name>`.
+      keep: how many of the newest versions to keep; 0 keeps all.
+    """
+    if keep <= 0:
+        return []
+    removed = []
+    for version in existing_versions(model_dir)[:-keep]:
+        doomed = os.path.join(model_dir, f"{_STAGING_PREFIX}removed-{version}-{uuid.uuid4().hex[:8]}")
+        fileio.rename(os.path.join(model_dir, str(version)), doomed, overwrite=False)
+        fileio.rmtree(doomed)
+        removed.append(version)
+    return removed

@@ -1,0 +1,105 @@
+"""Request and response bodies of the prediction service (they make the OpenAPI docs)."""
+from typing import Any, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from models import features
+
+class DayIn(BaseModel):
+    """One day of raw observations, in the input contract's units."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "date": "2015-12-31", "precipitation": 0.0, "temp_max": 5.6, "temp_min": -2.1,
+        "wind": 3.5, "weather": "sun"}})
+
+    # Finite numbers only: NaN/Infinity (which Python's JSON parser accepts)
+    # are values the curation job quarantines.
+    date: str = Field(description="yyyy-MM-dd or yyyy/MM/dd")
+    precipitation: float = Field(allow_inf_nan=False, description="mm per day, >= 0")
+    temp_max: float = Field(allow_inf_nan=False, description="deg C, within [-90, 60]")
+    temp_min: float = Field(allow_inf_nan=False, description="deg C, <= temp_max")
+    wind: float = Field(allow_inf_nan=False, description="m/s, >= 0")
+    weather: Optional[str] = Field(None, description="drizzle, fog, rain, snow or sun")
+
+
+class StationRequest(BaseModel):
+    """The recent days of one station: at least the last 7 calendar days, today last."""
+
+    model_config = ConfigDict(extra="forbid")
+    days: List[DayIn]
+
+
+def _feature_row_model():
+    fields: Dict[str, Any] = {}
+    for key, kind in features.MODEL_FEATURES.items():
+        optional = key in features.OPTIONAL_FEATURES
+        kind_type = float if kind == features.NUMERIC else str
+        extra = {"allow_inf_nan": False} if kind == features.NUMERIC else {}
+        if optional:
+            fields[key] = (Optional[kind_type], Field(None, **extra))
+        else:
+            fields[key] = (kind_type, Field(..., **extra))
+    return create_model("FeatureRow", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+# Every key of models.features.MODEL_FEATURES; lags and weather may be null.
+FeatureRow = _feature_row_model()
+
+
+class FeatureRequest(BaseModel):
+    """Rows of already-computed model features (as the curated data holds them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: List[FeatureRow]  # type: ignore[valid-type]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+    backend: str
+
+
+class StationPrediction(BaseModel):
+    station: str
+    date: str = Field(description="today: the last day sent; the prediction is for the day after")
+    rain_probability: float
+    model: ModelRef
+    station_in_vocabulary: Optional[bool] = Field(
+        description="False: the model never saw this station (out of vocabulary); "
+                    "null: the backend cannot tell")
+    warnings: List[str]
+    features: Dict[str, Any] = Field(description="the feature row sent to the model")
+
+
+class RowPrediction(BaseModel):
+    rain_probability: float
+    station_in_vocabulary: Optional[bool]
+    warnings: List[str]
+
+
+class FeaturePrediction(BaseModel):
+    model: ModelRef
+    predictions: List[RowPrediction]
+
+
+class VersionOut(BaseModel):
+    version: int
+    state: str
+    reason: Optional[str] = None
+    pushed_at: Optional[str] = None
+    metrics: Optional[Dict[str, Any]] = None
+
+
+class ModelsOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    model_name: str
+    backend: str
+    live_version: Optional[int]
+    versions: List[VersionOut]
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    status: str
+    model_loaded: bool
+    live_version: Optional[int]

@@ -1,16 +1,19 @@
 # The image every task of the compiled Kubeflow pipeline runs in.
 #
-# Base: python:3.10-slim, not tensorflow/tfx:1.16.0. The TFX image brings its
-# own interpreter and pins (a different Beam/pyarrow/kfp set than ours, which
-# ENVIRONMENT.md shows matter: with other Beam versions tfx_bsl fails to
-# import), and its own entrypoint. Starting from the same Python (3.10.13, as
-# in .python-version) and installing with requirements/constraints.txt gives
-# the container exactly the dependency set the tests and local runs use.
-# Debian bookworm (glibc 2.36) is the platform those wheels were proven on.
+#   podman build -t REGISTRY/rain-tomorrow:TAG .     (or docker build)
+#
+# Base: python:3.10.13-slim-bookworm, not tensorflow/tfx:1.16.0. The TFX
+# image brings its own interpreter and pins (another Beam/pyarrow/kfp set:
+# under other Beam versions `import tfx_bsl` fails) and its own entrypoint.
+# Starting from the same Python as .python-version and installing with
+# requirements/constraints.txt gives the container exactly the dependency set
+# the tests and local runs use, on the platform those wheels were proven on
+# (Debian bookworm, glibc 2.36). Machines without registry access build a
+# stand-in for this base with scripts/build_base_standin.sh.
 FROM python:3.10.13-slim-bookworm
 
-# Java 17 for pyspark (the Spark curation task runs Spark in local mode);
-# procps because Spark's launch scripts call `ps`.
+# Java 17 for pyspark (the Spark curation task runs Spark in the pod); procps
+# because Spark's launch scripts call `ps`.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
     && rm -rf /var/lib/apt/lists/*
@@ -25,16 +28,22 @@ WORKDIR /app
 # Dependencies first, from setup.py and the constraints alone, so a code
 # change does not reinstall ~3 GB of wheels: with no sources present the
 # package builds empty and only its pinned requirements land in this layer.
+# pyfarmhash (a TFDV dependency) is published as source only and needs a C++
+# compiler; the compiler is removed again in the same layer.
 COPY setup.py /app/
 COPY requirements/constraints.txt /app/requirements/
-RUN pip install "pip==24.2" "setuptools==75.1.0" "wheel==0.45.1" \
-    && pip install -c requirements/constraints.txt /app
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && pip install "pip==24.2" "setuptools==75.1.0" "wheel==0.45.1" \
+    && pip install -c requirements/constraints.txt /app \
+    && apt-get purge -y --auto-remove g++ \
+    && rm -rf /var/lib/apt/lists/* /app/build /app/*.egg-info
 
 # The repository (see .dockerignore), installed as a regular, non-editable
-# package: Beam's worker processes and the TFX entrypoint import
-# pipeline.*, components.* and models.* from site-packages. The curated schema
-# stays at /app/schema/schema.pbtxt, the default of kubeflow_runner.py's
-# --schema-path.
+# package: Beam's worker processes and the task entrypoint import
+# pipeline.*, components.*, models.* and serving.* from site-packages. The
+# curated schema stays at /app/schema/schema.pbtxt, the default of
+# kubeflow_runner.py's --schema-path.
 COPY . /app
 RUN pip install --no-deps --force-reinstall -c requirements/constraints.txt /app \
     && pip check \
@@ -43,13 +52,17 @@ RUN pip install --no-deps --force-reinstall -c requirements/constraints.txt /app
 # Tasks run as uid 1000, the uid deploy/'s TF Serving pods use for the shared
 # serving volume, in a writable home (Spark and TF keep caches there). Working
 # outside /app means tasks import the installed package, not the sources.
-RUN useradd --create-home --uid 1000 --user-group app
+# KFP's launcher keeps artifacts at /minio, /s3 and /gcs in the pod; from KFP
+# 2.3 on they are emptyDir volumes, before that they must exist and be
+# writable in the image (a non-root launcher cannot create them in /).
+RUN useradd --create-home --uid 1000 --user-group app \
+    && install -d -o 1000 -g 1000 /minio /s3 /gcs
 USER 1000
 ENV HOME=/home/app
 WORKDIR /home/app
 
 # No ENTRYPOINT: the compiled pipeline sets every task's command,
-# `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor`
-# (ExampleGen's pre-cache-check hook runs
-# `python -m tfx.orchestration.kubeflow.v2.file_based_example_gen.driver`).
+# `python -m pipeline.kubeflow.entrypoint` (TFX's executor entrypoint on the
+# local artifact copies KFP's launcher manages) or, for Vertex AI, TFX's own
+# `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor`.
 CMD ["python"]

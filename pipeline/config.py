@@ -59,6 +59,8 @@ class PipelineConfig:
         `models.config`); defaults to `<serving_base>/<model_name>`.
       span_window: how many of the latest spans ExampleGen reads (1 = latest).
       beam_pipeline_args: Beam options for every Beam-based component.
+      keep_versions: how many of the newest versions the pusher keeps in the
+        serving directory; older ones are removed after a push (0 = keep all).
     """
 
     pipeline_root: str
@@ -73,6 +75,7 @@ class PipelineConfig:
     thresholds: BlessingThresholds = BlessingThresholds()
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
+    keep_versions: int = 5
 
 
 def beam_args(num_workers: int = 0, extra: Tuple[str, ...] = ()) -> List[str]:

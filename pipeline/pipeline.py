@@ -1,13 +1,15 @@
 """The rain-tomorrow TFX pipeline, as a pure factory both runners call."""
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
+from tfx.dsl.placeholder import placeholder
 
 from components.data_validation.component import AnomalyGate
 from components.parquet_example_gen.component import parquet_example_gen
-from components.serving_baseline.component import Evaluator, ServedBaseline
+from components.serving_baseline.component import BaselineAwareEvaluator, ServedBaseline
 from components.versioned_pusher.component import VersionedPusher
+from pipeline import node_ids
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import create_eval_config
 
@@ -19,6 +21,9 @@ def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config=None,
     data_preparation: Optional[base_node.BaseNode] = None,
+    data_fingerprint: Union[str, placeholder.Placeholder, None] = None,
+    train_args: Union[tfx.proto.TrainArgs, tfx.dsl.experimental.RuntimeParameter, None] = None,
+    eval_args: Union[tfx.proto.EvalArgs, tfx.dsl.experimental.RuntimeParameter, None] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline: curated Parquet in, a pushed TF Serving version out.
 
@@ -28,11 +33,19 @@ def create_pipeline(
         Kubeflow, where the cluster provides it.
       data_preparation: an optional node that produces the curated Parquet
         (the Spark curation component on Kubeflow); ExampleGen runs after it.
+      data_fingerprint: identifies the curated data ExampleGen will read, for
+        orchestrators that key their cache before a task runs (Kubeflow: the
+        Spark task's output); None where TFX's driver resolves the span.
+      train_args: the Trainer's TrainArgs, or a runtime parameter holding them
+        as proto JSON (a Kubeflow run parameter); default from `config`.
+      eval_args: likewise for EvalArgs.
 
     Returns:
       A `tfx.dsl.Pipeline`.
     """
-    example_gen = parquet_example_gen(input_base=config.curated_root)
+    example_gen = parquet_example_gen(
+        input_base=config.curated_root, data_fingerprint=data_fingerprint
+    ).with_id(node_ids.EXAMPLE_GEN)
     if data_preparation is not None:
         example_gen.add_upstream_node(data_preparation)
     # ExampleGen ingests (and the validators check) the latest span; training
@@ -43,18 +56,20 @@ def create_pipeline(
     )
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]
-    )
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    ).with_id(node_ids.STATISTICS_GEN)
+    schema_gen = tfx.components.ImportSchemaGen(
+        schema_file=config.schema_path).with_id(node_ids.SCHEMA_GEN)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
-    )
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    ).with_id(node_ids.EXAMPLE_VALIDATOR)
+    anomaly_gate = AnomalyGate(
+        anomalies=example_validator.outputs["anomalies"]).with_id(node_ids.ANOMALY_GATE)
     transform = tfx.components.Transform(
         examples=training_examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-    )
+    ).with_id(node_ids.TRANSFORM)
     # Transform does not read the gate's output; the edge is what makes an
     # anomaly stop everything downstream.
     transform.add_upstream_node(anomaly_gate)
@@ -63,10 +78,10 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=config.training.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
+        train_args=train_args or tfx.proto.TrainArgs(num_steps=config.training.train_steps),
+        eval_args=eval_args or tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
         custom_config=config.training.custom_config(),
-    )
+    ).with_id(node_ids.TRAINER)
     # The baseline is the newest version in the serving directory (only
     # blessed models get there), not a TFX Resolver: KFP's open-source
     # backend cannot run resolver tasks (see components/serving_baseline).
@@ -74,13 +89,13 @@ def create_pipeline(
         candidate=trainer.outputs["model"],
         serving_base=config.serving_base,
         model_name=config.model_name,
-    ).with_id("baseline_model")
-    evaluator = Evaluator(
+    ).with_id(node_ids.BASELINE_MODEL)
+    evaluator = BaselineAwareEvaluator(
         examples=training_examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=create_eval_config(config.thresholds),
-    )
+    ).with_id(node_ids.EVALUATOR)
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -89,7 +104,8 @@ def create_pipeline(
         serving_base=config.serving_base,
         model_name=config.model_name,
         server_model_base_path=config.server_model_base_path,
-    ).with_id("pusher")
+        keep_versions=config.keep_versions,
+    ).with_id(node_ids.PUSHER)
 
     components = [
         example_gen,
@@ -136,7 +152,7 @@ def _span_window_resolver(example_gen, span_window: int):
             type=tfx.types.standard_artifacts.Examples,
             producer_component_id=example_gen.id,
         ),
-    ).with_id("span_window_resolver")
+    ).with_id(node_ids.SPAN_WINDOW)
     # Resolve after this run's ExampleGen, so the window includes its span.
     resolver.add_upstream_node(example_gen)
     return resolver

@@ -16,6 +16,7 @@ from pipeline.config import (
 )
 
 _TRAINING_DEFAULTS = TrainingConfig()
+_PIPELINE_DEFAULTS = PipelineConfig(pipeline_root="", curated_root="", schema_path="", serving_base="")
 _THRESHOLD_DEFAULTS = BlessingThresholds()
 
 
@@ -27,6 +28,10 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group.add_argument("--span-window", type=int, default=1,
                        help="number of latest curated spans to read (1 = latest only)")
     group.add_argument("--no-cache", action="store_true", help="disable TFX caching")
+    group.add_argument("--keep-versions", type=_keep_versions, default=_PIPELINE_DEFAULTS.keep_versions,
+                       help="newest model versions kept in the serving directory after a push "
+                            "(at least 2, so the version being served is never removed before "
+                            "the server has loaded its successor; 0 = keep all)")
     group = parser.add_argument_group("training")
     group.add_argument("--train-steps", type=int, default=_TRAINING_DEFAULTS.train_steps)
     group.add_argument("--eval-steps", type=int, default=_TRAINING_DEFAULTS.eval_steps)
@@ -45,6 +50,14 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
                        help="0 = in-memory DirectRunner; N = N worker processes")
     group.add_argument("--beam-arg", action="append", default=[],
                        help="extra Beam pipeline option, repeatable")
+
+
+def _keep_versions(text: str) -> int:
+    value = int(text)
+    if value != 0 and value < 2:
+        raise argparse.ArgumentTypeError(
+            f"{value}: keep at least 2 versions (the served one and its successor), or 0 for all")
+    return value
 
 
 def pipeline_config_from_flags(
@@ -79,4 +92,5 @@ def pipeline_config_from_flags(
         ),
         beam_pipeline_args=tuple(beam_args(flags.beam_workers, tuple(flags.beam_arg))),
         enable_cache=not flags.no_cache,
+        keep_versions=flags.keep_versions,
     )

@@ -1,23 +1,25 @@
-"""What the image must provide for the compiled pipeline, checked without Docker.
+"""The image and the compiled pipeline, run for real: what a KFP cluster would run.
 
-The package is installed the way ./Dockerfile installs it, but cheaply: the
-build context .dockerignore leaves is copied, built into a wheel and
-installed with `pip install --no-deps --target`. Subprocesses then run from
-outside the repository with `python -S` and PYTHONPATH=<that target>:<the
-venv's site-packages>, so the editable install's .pth (which puts the
-repository on sys.path) is not applied: whatever they import comes from the
-wheel, as in the image.
+The `image` layer builds the image from ./Dockerfile with the repository's own
+script (scripts/build_image.sh: a local stand-in for the base where no
+registry is reachable, then a cached podman build) and runs the compiled
+pipeline inside it, every task through its own container command, as the
+image's non-root user, with the launcher's download/upload and the KFP cache
+played by tests/kfp_launcher.py from the backend's sources. Four runs on
+fresh, root-owned volumes prepared by deploy/pipeline-data's Job and loaded
+with the loader script:
 
-The slow tests go further and run the whole compiled pipeline, every task
-through its own container command with the executor input KFP's open-source
-backend would give it (tests/kfp_launcher.py plays the backend: minio://
-artifact URIs on the launcher's local paths, PVC mounts from the platform
-spec, KFP's cache): a run whose raw data matches nothing, a first run on the
-bundled Seattle CSV that pushes a version, and a run with an untrained
-candidate that is compared with the served version and not pushed.
+1. missing raw data: stops at the Spark task with the job's message (KFP 2.5+);
+2. the bundled Seattle CSV: every task runs, a version is pushed (KFP 2.5+,
+   `executor-logs` outputs on every task, emptyDir scratch volumes);
+3. the same run again: only the Spark task runs, everything else is a cache
+   hit, nothing is pushed;
+4. an untrained candidate on a KFP 2.0-2.2 backend (no scratch volumes, no
+   executor-logs): compared with the served version and not pushed.
+
+The fast tests check the Dockerfile and the spec's task names without podman.
 """
 import dataclasses
-import fnmatch
 import glob
 import json
 import os
@@ -25,9 +27,8 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import pytest
 import yaml
@@ -35,101 +36,81 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
-from tests.kfp_launcher import LauncherSimulation, TaskResult
+from pipeline import node_ids
+from pipeline.kubeflow import settings as kf
+from tests import containers
+from tests.kfp_launcher import BACKENDS, EXECUTOR_LOGS, PodmanBackend, TaskResult
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV_SITE = sysconfig.get_paths()["purelib"]
-IMAGE_APP_DIR = "/app"  # where the Dockerfile copies the build context
-IN_CLUSTER_DATA_ROOT = kubeflow_runner.DEFAULT_DATA_ROOT
-OUR_PACKAGES = ("pipeline", "components", "models")
+REPO_ROOT = containers.REPO_ROOT
+SITE_PACKAGES = "/usr/local/lib/python3.10/site-packages"
+OUR_PACKAGES = ("pipeline", "components", "models", "serving")
+PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
 
 
-def dockerignore_patterns() -> List[str]:
+def _dockerfile() -> str:
+    with open(os.path.join(REPO_ROOT, "Dockerfile")) as f:
+        return f.read()
+
+
+def test_dockerfile_base_is_our_python_and_installs_the_pins():
+    dockerfile = _dockerfile()
+    (base,) = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    version = re.match(r"python:(\d+\.\d+\.\d+)-slim-bookworm$", base)
+    assert version, f"expected a pinned python:X.Y.Z-slim-bookworm base, got {base}"
+    with open(os.path.join(REPO_ROOT, ".python-version")) as f:
+        assert version.group(1) == f.read().strip()
+    assert "-c requirements/constraints.txt /app" in dockerfile
+    assert "openjdk-17-jre-headless" in dockerfile  # pyspark
+    # pyfarmhash (TFDV) is source-only: the dependency layer needs a C++ compiler.
+    assert re.search(r"apt-get install[^\n]*\bg\+\+", dockerfile)
+    assert re.search(r"^USER 1000$", dockerfile, flags=re.MULTILINE)
+    assert "install -d -o 1000 -g 1000 /minio /s3 /gcs" in dockerfile
+
+
+def test_build_context_keeps_out_what_the_image_does_not_need():
     with open(os.path.join(REPO_ROOT, ".dockerignore")) as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+        ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    assert {".venv", "runs", "tests", ".git"} <= ignored
+    assert not set(OUR_PACKAGES) & ignored and "schema" not in ignored
 
 
-def ignored(relative_path: str, patterns: List[str]) -> bool:
-    """Docker's matching for the patterns .dockerignore uses: anchored, `**/` = any depth."""
-    for pattern in patterns:
-        if pattern.startswith("**/"):
-            if any(fnmatch.fnmatch(part, pattern[3:]) for part in relative_path.split("/")):
-                return True
-        elif fnmatch.fnmatch(relative_path, pattern):
-            return True
-    return False
+# --- the image layer ------------------------------------------------------------------
+
+needs_podman = pytest.mark.skipif(
+    bool(containers.missing_tools()),
+    reason=f"building the image needs {containers.missing_tools()} (apt-get install them; "
+           "scripts/test.sh does when it runs as root)")
 
 
-def copy_build_context(destination: str) -> None:
-    patterns = dockerignore_patterns()
-    for directory, subdirectories, files in os.walk(REPO_ROOT):
-        relative_dir = os.path.relpath(directory, REPO_ROOT)
-        relative_dir = "" if relative_dir == "." else relative_dir + "/"
-        subdirectories[:] = [d for d in subdirectories if not ignored(relative_dir + d, patterns)]
-        for name in files:
-            if not ignored(relative_dir + name, patterns):
-                target = os.path.join(destination, relative_dir, name)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copy2(os.path.join(directory, name), target)
+@pytest.fixture(scope="session")
+def image() -> str:
+    containers.build_image()
+    return containers.IMAGE_TAG
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    """{context, site, outside}: the build context, the installed package, a neutral cwd."""
-    root = tmp_path_factory.mktemp("image")
-    context, wheels, site, outside = (str(root / name) for name in ("context", "wheels", "site", "outside"))
-    os.makedirs(outside)
-    copy_build_context(context)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    build = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", wheels, context],
-                           capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr[-3000:]
-    (wheel,) = glob.glob(os.path.join(wheels, "*.whl"))
-    install = subprocess.run(pip + ["install", "--no-deps", "--target", site, wheel],
-                             capture_output=True, text=True, timeout=300)
-    assert install.returncode == 0, install.stderr[-3000:]
-    return {"context": context, "site": site, "outside": outside}
-
-
-def run_isolated(image, args: List[str], timeout: int = 600, env: Optional[Dict[str, str]] = None,
-                 with_package: bool = True) -> subprocess.CompletedProcess:
-    """`python -S <args>` outside the repo, seeing only the installed wheel and the venv."""
-    path = [image["site"], VENV_SITE] if with_package else [VENV_SITE]
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(path), PYTHONNOUSERSITE="1",
-                       # Spark's Python workers: this interpreter, isolated the same way.
-                       PYSPARK_PYTHON=sys.executable, **(env or {}))
-    return subprocess.run([sys.executable, "-S", *args], cwd=image["outside"], env=environment,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> pipeline_spec_pb2.PipelineSpec:
-    path = str(tmp_path_factory.mktemp("spec") / "pipeline.yaml")
-    assert kubeflow_runner.main(["--image", "rain-tomorrow:contract", "--pipeline-root",
-                                 "gs://bucket/root", "--output", path]) == 0
+def _compile(tmp_path_factory, *extra: str):
+    path = str(tmp_path_factory.mktemp("package") / "pipeline.yaml")
+    assert kubeflow_runner.main(["--image", containers.IMAGE_TAG, "--pipeline-root", PIPELINE_ROOT,
+                                 "--output", path, *extra]) == 0
     with open(path) as f:
-        return json_format.ParseDict(next(yaml.safe_load_all(f)), pipeline_spec_pb2.PipelineSpec())
+        pipeline_doc, platform = yaml.safe_load_all(f)
+    return json_format.ParseDict(pipeline_doc, pipeline_spec_pb2.PipelineSpec()), platform
 
 
-def deployment(spec) -> pipeline_spec_pb2.PipelineDeploymentConfig:
-    return json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec),
-                                 pipeline_spec_pb2.PipelineDeploymentConfig())
+@pytest.fixture(scope="module")
+def compiled_package(tmp_path_factory):
+    """(PipelineSpec, platform spec) of the default YAML compile: KFP with launcher I/O."""
+    return _compile(tmp_path_factory)
 
 
-def container_of(spec, task: str):
-    label = spec.components[spec.root.dag.tasks[task].component_ref.name].executor_label
-    return deployment(spec).executors[label].container
-
-
-def referenced_code(spec) -> Dict[str, List[str]]:
+def _referenced_code(spec) -> Dict[str, List[str]]:
     """Executor classes, `-m` modules and user functions the spec names."""
+    deployment = json_format.ParseDict(json_format.MessageToDict(spec.deployment_spec),
+                                       pipeline_spec_pb2.PipelineDeploymentConfig())
     classes, modules = set(), set()
-    for executor in deployment(spec).executors.values():
-        if not executor.HasField("container"):
-            continue
+    for executor in deployment.executors.values():
         container = executor.container
-        args = list(container.args)
-        classes.add(args[args.index("--executor_class_path") + 1])
+        classes.add(container.args[list(container.args).index("--executor_class_path") + 1])
         for command in (container.command, container.lifecycle.pre_cache_check.command):
             if "-m" in command:
                 modules.add(command[list(command).index("-m") + 1])
@@ -140,7 +121,7 @@ def referenced_code(spec) -> Dict[str, List[str]]:
 
 
 IMPORT_CHECK = textwrap.dedent("""
-    import importlib.util, json, sys
+    import importlib.util, json, os, sys
     from tfx.utils import import_utils
     names = json.loads(sys.argv[1])
     origins = {}
@@ -152,116 +133,128 @@ IMPORT_CHECK = textwrap.dedent("""
         origins[path] = import_utils.import_func_from_module(module, function).__code__.co_filename
     for module in names["modules"]:
         origins[module] = importlib.util.find_spec(module).origin
-    print(json.dumps({"origins": origins, "sys_path": sys.path}))
+    print(json.dumps({"origins": origins, "uid": os.getuid(), "cwd": os.getcwd(),
+                      "writable": {d: os.access(d, os.W_OK) for d in ("/minio", "/s3", "/gcs")}}))
 """)
 
 
-def test_wheel_alone_provides_all_code_the_spec_names(image, spec):
-    names = referenced_code(spec)
+@pytest.mark.image
+@needs_podman
+def test_image_provides_all_code_the_spec_names_as_the_non_root_user(image, compiled_package):
+    spec, _ = compiled_package
+    names = _referenced_code(spec)
     assert "components.spark_curation.component.SparkCuration_Executor" in names["classes"]
-    assert names["functions"] == ["models.preprocessing.preprocessing_fn", "models.trainer.run_fn"]
-    result = run_isolated(image, ["-c", IMPORT_CHECK, json.dumps(names)], timeout=300)
+    assert "pipeline.kubeflow.entrypoint" in names["modules"]
+    result = containers.podman(["run", "--rm", "--network", "none", image,
+                                "python", "-c", IMPORT_CHECK, json.dumps(names)], timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    resolved = [os.path.realpath(os.path.join(image["outside"], p)) for p in report["sys_path"]]
-    assert REPO_ROOT not in resolved, "the repository itself is on sys.path"
+    assert report["uid"] == 1000 and not report["cwd"].startswith("/app")
+    # KFP 2.0-2.2 mounts nothing there: the launcher (as uid 1000) must be able to write.
+    assert report["writable"] == {"/minio": True, "/s3": True, "/gcs": True}
     for name, origin in report["origins"].items():
-        expected = image["site"] if name.split(".")[0] in OUR_PACKAGES else VENV_SITE
-        assert origin.startswith(expected + os.sep), f"{name} imported from {origin}"
+        assert origin.startswith(SITE_PACKAGES + "/"), f"{name} imported from {origin}"
 
 
-def test_without_the_wheel_the_repository_is_not_importable(image):
-    """The control: the editable install is really out of the picture."""
-    result = run_isolated(image, ["-c", "import pipeline.pipeline"], with_package=False, timeout=60)
-    assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr
+@pytest.mark.image
+@needs_podman
+def test_image_dependency_set_is_the_lock(image):
+    """`pip check` passed in the build; the versions are the pinned ones."""
+    result = containers.podman(["run", "--rm", "--network", "none", image, "pip", "freeze"], timeout=300)
+    assert result.returncode == 0, result.stderr
+    installed = dict(line.split("==", 1) for line in result.stdout.splitlines() if "==" in line)
+    with open(os.path.join(REPO_ROOT, "requirements", "constraints.txt")) as f:
+        pins = dict(re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;#]+)", line).groups()
+                    for line in f if re.match(r"^[A-Za-z0-9_.\-]+==", line))
+    normalize = lambda name: re.sub(r"[-_.]+", "-", name).lower().split("[")[0]  # noqa: E731
+    installed = {normalize(k): v for k, v in installed.items()}
+    for name in ("tfx", "tensorflow", "apache-beam", "pyarrow", "pyspark", "kfp", "protobuf"):
+        pinned = {normalize(k): v for k, v in pins.items()}[name]
+        assert installed[name] == pinned, (name, installed.get(name), pinned)
 
 
-def test_wheel_holds_the_runners_and_every_package(image):
-    installed = set(os.listdir(image["site"]))
-    assert {"kubeflow_runner.py", "local_runner.py", *OUR_PACKAGES} <= installed
-    for package in OUR_PACKAGES:
-        sources = {os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, package, "**", "*.py"), recursive=True)}
-        missing = [s for s in sources if not os.path.exists(os.path.join(image["site"], s))]
-        assert not missing, f"not in the wheel: {missing}"
-
-
-def test_schema_is_where_the_spec_expects_it_in_the_image(image, spec):
-    from tensorflow_metadata.proto.v0 import schema_pb2
-    from google.protobuf import text_format
-
-    schema_file = spec.root.dag.tasks["ImportSchemaGen"].inputs.parameters["schema_file"]
-    in_image = schema_file.runtime_value.constant.string_value
-    assert in_image.startswith(IMAGE_APP_DIR + "/")
-    in_context = os.path.join(image["context"], os.path.relpath(in_image, IMAGE_APP_DIR))
-    with open(in_context) as f:
-        schema = text_format.Parse(f.read(), schema_pb2.Schema())
-    assert schema.feature
-
-
-def test_dockerfile_installs_the_context_with_our_python_and_pins():
-    with open(os.path.join(REPO_ROOT, "Dockerfile")) as f:
-        dockerfile = f.read()
-    (base,) = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
-    version = re.match(r"python:(\d+\.\d+)\.(\d+)-slim", base)
-    assert version, f"expected a pinned python:X.Y.Z-slim base, got {base}"
-    assert version.group(1) == f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert f"COPY . {IMAGE_APP_DIR}" in dockerfile
-    assert f"-c requirements/constraints.txt {IMAGE_APP_DIR}" in dockerfile
-    assert "openjdk-17-jre-headless" in dockerfile  # pyspark
-
-
-# --- running the compiled pipeline ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def compiled_package(tmp_path_factory):
-    """(PipelineSpec, platform spec) of the default YAML compile: KFP with launcher I/O."""
-    path = str(tmp_path_factory.mktemp("package") / "pipeline.yaml")
-    assert kubeflow_runner.main(["--image", "rain-tomorrow:contract", "--pipeline-root",
-                                 "minio://mlpipeline/v2/artifacts", "--output", path]) == 0
-    with open(path) as f:
-        pipeline_doc, platform = yaml.safe_load_all(f)
-    return json_format.ParseDict(pipeline_doc, pipeline_spec_pb2.PipelineSpec()), platform
+# --- the compiled pipeline, in the image ----------------------------------------------
 
 
 @dataclasses.dataclass
 class ClusterRuns:
-    simulation: LauncherSimulation
+    backend: PodmanBackend
+    object_store: str
     data: str
     models: str
+    owners_before_prepare: Dict[str, int]
     missing_raw: Dict[str, TaskResult]
     curated_after_missing_raw: bool
     first: Dict[str, TaskResult]
+    unchanged: Dict[str, TaskResult]
     worse: Dict[str, TaskResult]
+
+
+def _render(target: str) -> List[dict]:
+    result = subprocess.run(["kubectl", "kustomize", os.path.join(REPO_ROOT, "deploy", target)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _prepare_volumes(image: str, data: str, models: str) -> subprocess.CompletedProcess:
+    """Runs deploy/pipeline-data's prepare Job: its command, as its user, on the volumes."""
+    (job,) = [d for d in _render("pipeline-data/base") if d["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+    hosts = {kf.DEFAULT_DATA_CLAIM: data, kf.DEFAULT_SERVING_CLAIM: models}
+    mounts = []
+    for mount in container["volumeMounts"]:
+        mounts += ["-v", f"{hosts[claims[mount['name']]]}:{mount['mountPath']}"]
+    user = f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    return containers.podman(["run", "--rm", "--network", "none", "--user", user, *mounts,
+                              image, *container["command"]], timeout=300)
+
+
+def _load_raw(image: str, data: str, csv: str) -> subprocess.CompletedProcess:
+    """scripts/load_raw_data.sh with the pod exec replaced by the same command in the image."""
+    transport = (f"podman --runtime {containers.RUNTIME} run -i --rm --network none "
+                 + " ".join(f"--ulimit {u}" for u in containers.ULIMITS)
+                 + f" -v {data}:{kf.DEFAULT_DATA_ROOT} {image}")
+    return subprocess.run([os.path.join(REPO_ROOT, "scripts", "load_raw_data.sh"), csv],
+                          env=dict(os.environ, LOADER_EXEC=transport), capture_output=True, text=True,
+                          timeout=300)
 
 
 @pytest.fixture(scope="module")
 def cluster_runs(image, compiled_package, tmp_path_factory) -> ClusterRuns:
-    """Three runs of the compiled package, task by task through each container command."""
     from vega_datasets import local_data
 
     spec, platform = compiled_package
     root = tmp_path_factory.mktemp("cluster")
-    data, models, local_root = (str(root / name) for name in ("data-volume", "models-volume", "pod"))
-    os.makedirs(os.path.join(data, "raw"))
-    os.makedirs(models)
-    shutil.copy(local_data.seattle_weather.filepath, os.path.join(data, "raw"))
-    simulation = LauncherSimulation(
-        spec, platform, local_root,
-        claims={kubeflow_runner.DEFAULT_DATA_CLAIM: data, kubeflow_runner.DEFAULT_SERVING_CLAIM: models},
-        image_paths={IMAGE_APP_DIR: image["context"]},
-        unmapped=(kubeflow_runner.SERVER_MODELS_DIR + "/",),
-        run_command=lambda argv, env: run_isolated(image, argv, timeout=900, env=env))
-    missing_raw = simulation.run({"raw_data": f"{IN_CLUSTER_DATA_ROOT}/raw/missing-*.csv"})
-    curated_after_missing_raw = os.path.exists(os.path.join(data, "curated"))
-    first = simulation.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
+    object_store, data, models, work = (str(root / n) for n in ("object-store", "data", "models", "work"))
+    for directory in (object_store, data, models, work):
+        os.makedirs(directory)
+    os.chmod(object_store, 0o777)  # MinIO stands in; not a volume of the pods
+    owners = {d: os.stat(d).st_uid for d in (data, models)}  # fresh volumes: root's
+    prepared = _prepare_volumes(image, data, models)
+    assert prepared.returncode == 0, prepared.stderr
+    loaded = _load_raw(image, data, local_data.seattle_weather.filepath)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+
+    backend = PodmanBackend(
+        spec, platform, image, object_store,
+        claims={kf.DEFAULT_DATA_CLAIM: data, kf.DEFAULT_SERVING_CLAIM: models},
+        work_dir=work, podman=containers.podman)
+    missing_raw = backend.run({"raw_data": f"{kf.DEFAULT_DATA_ROOT}/raw/missing-*.csv"})
+    curated_after_missing_raw = bool(os.listdir(os.path.join(data, "curated")))
+    first = backend.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
+    unchanged = backend.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
     # One training step: an essentially untrained candidate against the served model.
-    worse = simulation.run({"station": "seattle", "train_args": '{"num_steps": 1}'})
-    return ClusterRuns(simulation, data, models, missing_raw, curated_after_missing_raw, first, worse)
+    worse = backend.run({"station": "seattle", "train_args": '{"num_steps": 1}'},
+                        backend=BACKENDS["2.0-2.2"])
+    return ClusterRuns(backend, object_store, data, models, owners, missing_raw,
+                       curated_after_missing_raw, first, unchanged, worse)
 
 
 def _failures(results: Dict[str, TaskResult]) -> str:
-    return "\n".join(f"{name}: {r.stderr[-3000:]}" for name, r in results.items() if r.status == "FAILED")
+    return "\n".join(f"{name}: {r.log[-4000:]}" for name, r in results.items() if r.status == "FAILED")
 
 
 def _versions(models: str) -> List[str]:
@@ -269,75 +262,97 @@ def _versions(models: str) -> List[str]:
     return sorted(v for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(model_dir) else []
 
 
-@pytest.mark.slow
+@pytest.mark.image
+@needs_podman
+def test_fresh_root_owned_volumes_are_prepared_and_loaded(cluster_runs):
+    assert set(cluster_runs.owners_before_prepare.values()) == {0}
+    for directory in (cluster_runs.data, cluster_runs.models, os.path.join(cluster_runs.data, "raw")):
+        assert os.stat(directory).st_uid == 1000, directory
+    raw = os.path.join(cluster_runs.data, "raw", "seattle-weather.csv")
+    assert os.stat(raw).st_uid == 1000 and os.path.getsize(raw) > 40_000
+
+
+@pytest.mark.image
+@needs_podman
 def test_a_run_with_missing_raw_data_stops_at_the_spark_task(cluster_runs):
     statuses = {name: r.status for name, r in cluster_runs.missing_raw.items()}
-    assert statuses.pop("SparkCuration") == "FAILED"
-    assert set(statuses) <= {"ImportSchemaGen"}  # the only task that does not wait for it
-    result = cluster_runs.missing_raw["SparkCuration"]
-    assert f"Input '{cluster_runs.data}/raw/missing-*.csv' matches no file" in result.stderr
+    assert statuses.pop(node_ids.SPARK_CURATION) == "FAILED"
+    assert set(statuses) <= {node_ids.SCHEMA_GEN}  # the only task that does not wait for it
+    log = cluster_runs.missing_raw[node_ids.SPARK_CURATION].log
+    assert f"Input '{kf.DEFAULT_DATA_ROOT}/raw/missing-*.csv' matches no file" in log
     assert not cluster_runs.curated_after_missing_raw
 
 
-@pytest.mark.slow
-def test_compiled_pipeline_runs_every_task_on_the_launchers_paths(cluster_runs, compiled_package):
+@pytest.mark.image
+@needs_podman
+def test_first_run_pushes_with_object_store_uris(cluster_runs, compiled_package):
     spec, _ = compiled_package
-    first = cluster_runs.first
+    first, backend = cluster_runs.first, cluster_runs.backend
     statuses = {n: r.status for n, r in first.items()}
     assert set(statuses) == set(spec.root.dag.tasks), _failures(first)
     # ImportSchemaGen already ran (same inputs) beside the failed Spark task of the run before.
-    assert statuses.pop("ImportSchemaGen") == "CACHED"
+    assert statuses.pop(node_ids.SCHEMA_GEN) == "CACHED"
     assert set(statuses.values()) == {"COMPLETE"}, _failures(first)
-    simulation = cluster_runs.simulation
     for name, result in first.items():
-        run = "run-1" if result.status == "CACHED" else "run-2"
         for key, artifact in result.outputs.items():
-            # Recorded at its object-store URI, its content where the launcher uploads from.
-            assert artifact["uri"] == f"minio://mlpipeline/v2/artifacts/{run}/{name}/{key}"
-            if name != "pusher":  # a pusher that pushes writes only properties
-                assert os.path.isdir(simulation.local_path(artifact["uri"])), (name, key)
-    examples = first["FileBasedExampleGen"].outputs["examples"]
+            assert artifact["uri"].startswith(PIPELINE_ROOT + "/"), (name, key, artifact["uri"])
+        if result.status == "COMPLETE":  # KFP >= 2.5: the launcher's log, uploaded beside the outputs
+            with open(backend.host_path(result.outputs[EXECUTOR_LOGS]["uri"])) as f:
+                assert f.read().strip(), name
+    examples = first[node_ids.EXAMPLE_GEN].outputs["examples"]
     assert examples["metadata"]["custom:span"] == 1  # resolved by our executor: no driver hook on KFP
-    assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
     with open(os.path.join(cluster_runs.data, "curated", "span-1", "_manifest.json")) as f:
-        assert count_examples(simulation.local_path(examples["uri"])) == json.load(f)["rows_written"] == 1460
-    # Custom properties travel as artifact metadata (ExampleGen's span is prefixed
-    # "custom:" because Examples also has a declared `span` property).
-    assert first["baseline_model"].outputs["model"]["metadata"]["baseline_found"] == 0
-    assert first["Evaluator"].outputs["blessing"]["metadata"]["blessed"] == 1
+        assert _count_examples(backend.host_path(examples["uri"])) == json.load(f)["rows_written"] == 1460
+    assert first[node_ids.BASELINE_MODEL].outputs["model"]["metadata"]["baseline_found"] == 0
+    assert first[node_ids.EVALUATOR].outputs["blessing"]["metadata"]["blessed"] == 1
     (version,) = _versions(cluster_runs.models)
     version_dir = os.path.join(cluster_runs.models, "rain_tomorrow", version)
+    assert os.stat(version_dir).st_uid == 1000
     assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
     with open(os.path.join(version_dir, "push_metadata.json")) as f:
         metadata = json.load(f)
-    assert metadata["model_uri"] == simulation.local_path(first["Trainer"].outputs["model"]["uri"])
-    assert metadata["data"][0]["span"] == 1
+    # What a later run, another cluster or a person can find, not the pod's /minio copy.
+    assert metadata["model_uri"] == first[node_ids.TRAINER].outputs["model"]["uri"]
+    assert metadata["data"][0]["uri"] == examples["uri"] and metadata["data"][0]["span"] == 1
     with open(os.path.join(cluster_runs.models, "models.config")) as f:
         assert 'base_path: "/models/rain_tomorrow"' in f.read()  # TF Serving's view of the volume
 
 
-@pytest.mark.slow
-def test_worse_candidate_is_compared_with_the_served_version_and_not_pushed(cluster_runs):
+@pytest.mark.image
+@needs_podman
+def test_an_unchanged_run_is_answered_from_the_cache_and_pushes_nothing(cluster_runs):
+    unchanged = cluster_runs.unchanged
+    statuses = {n: r.status for n, r in unchanged.items()}
+    assert statuses.pop(node_ids.SPARK_CURATION) == "COMPLETE", _failures(unchanged)
+    assert set(statuses.values()) == {"CACHED"}, statuses
+    fingerprint = unchanged[node_ids.SPARK_CURATION].parameters["data_fingerprint"]
+    assert fingerprint == cluster_runs.first[node_ids.SPARK_CURATION].parameters["data_fingerprint"]
+    assert fingerprint.startswith("span-1:")
+    assert len(_versions(cluster_runs.models)) == 1
+
+
+@pytest.mark.image
+@needs_podman
+def test_worse_candidate_on_kfp_2_0_is_compared_with_the_served_version_and_not_pushed(cluster_runs):
     from components import evaluation_results
 
     worse = cluster_runs.worse
-    assert all(r.status in ("COMPLETE", "CACHED") for r in worse.values()), _failures(worse)
-    # New data cannot be seen in a KFP cache key without the driver hook: both always run.
-    assert worse["SparkCuration"].status == worse["FileBasedExampleGen"].status == "COMPLETE"
+    assert all(r.status == "COMPLETE" for r in worse.values()), _failures(worse)
+    assert all(EXECUTOR_LOGS not in r.outputs for r in worse.values())  # no log publishing before 2.5
     (version,) = _versions(cluster_runs.models)
-    baseline = worse["baseline_model"].outputs["model"]["metadata"]
+    baseline = worse[node_ids.BASELINE_MODEL].outputs["model"]["metadata"]
     assert baseline["baseline_found"] == 1 and baseline["baseline_version"] == int(version)
-    evaluation_uri = cluster_runs.simulation.local_path(worse["Evaluator"].outputs["evaluation"]["uri"])
+    evaluation_uri = cluster_runs.backend.host_path(worse[node_ids.EVALUATOR].outputs["evaluation"]["uri"])
     summary = evaluation_results.summarize(evaluation_uri)
     assert summary.has_baseline and not summary.blessed
     assert summary.metrics["candidate"]["auc"] < summary.metrics["baseline"]["auc"]
-    pushed = worse["pusher"].outputs["pushed_model"]["metadata"]
+    pushed = worse[node_ids.PUSHER].outputs["pushed_model"]["metadata"]
     assert pushed["pushed"] == 0 and "not blessed" in pushed["push_reason"]
 
 
-def count_examples(uri: str) -> int:
+def _count_examples(path: str) -> int:
     import tensorflow as tf
 
-    files = glob.glob(os.path.join(uri, "Split-*", "*"))
+    files = glob.glob(os.path.join(path, "Split-*", "*"))
     assert {os.path.basename(os.path.dirname(f)) for f in files} == {"Split-train", "Split-eval"}
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))

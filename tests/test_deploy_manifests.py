@@ -15,7 +15,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-import kubeflow_runner
+from pipeline.kubeflow import settings as kf
 from serving.model_dir import MODELS_CONFIG_FILE
 from pipeline.config import DEFAULT_MODEL_NAME
 
@@ -87,7 +87,7 @@ def test_server_reads_the_models_config_the_pusher_writes(rendered):
     image, tag = container["image"].rsplit(":", 1)
     assert image == "tensorflow/serving" and re.fullmatch(r"\d+\.\d+\.\d+", tag), "pin a release tag"
     args = parse_args(container["args"])
-    models_dir = kubeflow_runner.SERVER_MODELS_DIR
+    models_dir = kf.SERVER_MODELS_DIR
     assert args["model_config_file"] == f"{models_dir}/{MODELS_CONFIG_FILE}"
     assert args["model_config_file_poll_wait_seconds"] == "60"
     assert (args["port"], args["rest_api_port"]) == ("8500", "8501")
@@ -177,14 +177,33 @@ def test_pod_disruption_budget_selects_the_server_pods(rendered):
     assert selector.items() <= pod_labels.items()
 
 
-def test_pipeline_volumes_are_the_claims_the_compiled_pipeline_mounts(rendered):
-    """deploy/pipeline-data and deploy/base create the claims kubeflow_runner mounts by default."""
-    data = render("pipeline-data")
-    assert set(data) == {"PersistentVolumeClaim"}
+@pytest.mark.parametrize("target, access", [("pipeline-data/base", "ReadWriteMany"),
+                                            ("pipeline-data/local", "ReadWriteOnce")])
+def test_pipeline_volumes_are_the_claims_the_compiled_pipeline_mounts(rendered, target, access):
+    """deploy/pipeline-data and deploy/base create the claims kubeflow_runner mounts by default;
+    the local overlay asks for what one-node clusters' provisioners (local-path) provide."""
+    data = render(target)
+    assert set(data) == {"PersistentVolumeClaim", "Job"}
     claim = data["PersistentVolumeClaim"]
-    assert claim["metadata"]["name"] == kubeflow_runner.DEFAULT_DATA_CLAIM
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["metadata"]["name"] == kf.DEFAULT_DATA_CLAIM
+    assert claim["spec"]["accessModes"] == [access]
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    kubernetes_validate.validate(claim, KUBERNETES_VERSION, strict=True)
+    for resource in data.values():
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
     serving = rendered["base"]["PersistentVolumeClaim"]
-    assert serving["metadata"]["name"] == kubeflow_runner.DEFAULT_SERVING_CLAIM
+    assert serving["metadata"]["name"] == kf.DEFAULT_SERVING_CLAIM
+
+
+def test_prepare_job_makes_both_volumes_writable_for_the_pipelines_user():
+    """The Job runs as root once and hands the volumes to uid 1000 (the image's USER);
+    tests/test_container_contract.py runs its command on fresh root-owned volumes."""
+    job = render("pipeline-data/base")["Job"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 0
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+    assert claims == {kf.DEFAULT_DATA_CLAIM, kf.DEFAULT_SERVING_CLAIM}
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {kf.DEFAULT_DATA_ROOT, kf.DEFAULT_SERVING_BASE}
+    command = container["command"][-1]
+    assert "chown 1000:1000" in command and f"{kf.DEFAULT_DATA_ROOT}/raw" in command

@@ -8,7 +8,9 @@ runner builds from the same `create_pipeline`.
 import contextlib
 import json
 import os
+import re
 import socket
+from unittest import mock
 from types import SimpleNamespace
 from typing import Dict, Set
 
@@ -18,6 +20,9 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
+from pipeline import node_ids
+from pipeline.kubeflow import compile as kf_compile
+from pipeline.kubeflow import settings as kf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "registry.example.com/rain-tomorrow:test"
@@ -25,12 +30,12 @@ PIPELINE_ROOT = "gs://rain-tomorrow-test/pipelines"
 # Absolute paths of a developer machine or CI runner; none may reach the spec.
 LOCAL_PATH_PREFIXES = (REPO_ROOT, "/home/", "/tmp/", "/Users/", "/work/", "/root/")
 TFX_COMMAND = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-LAUNCHER_COMMAND = ["python", "-m", "pipeline.kfp_entrypoint"]
+LAUNCHER_COMMAND = ["python", "-m", "pipeline.kubeflow.entrypoint"]
 # Vertex AI mounts no volumes: the JSON (Vertex) compile uses Cloud Storage.
 VERTEX_LOCATIONS = ["--data-root", "/gcs/rain-tomorrow-test/data",
                     "--serving-base", "gs://rain-tomorrow-test/models"]
-CURATION_TASK = "SparkCuration"
-EXAMPLE_GEN_TASK = "FileBasedExampleGen"
+CURATION_TASK = node_ids.SPARK_CURATION
+EXAMPLE_GEN_TASK = node_ids.EXAMPLE_GEN
 
 
 def flags(output: str, *extra: str):
@@ -122,8 +127,8 @@ def test_task_graph_is_the_local_graph_after_spark_curation(spec, settings):
     assert actual[CURATION_TASK] == set() and actual[EXAMPLE_GEN_TASK] == {CURATION_TASK}
     # The Evaluator's baseline comes from the serving directory, through a task.
     edge = spec.root.dag.tasks["Evaluator"].inputs.artifacts["baseline_model"].task_output_artifact
-    assert (edge.producer_task, edge.output_artifact_key) == ("baseline_model", "model")
-    assert actual["baseline_model"] == {"Trainer"}
+    assert (edge.producer_task, edge.output_artifact_key) == (node_ids.BASELINE_MODEL, "model")
+    assert actual[node_ids.BASELINE_MODEL] == {"Trainer"}
 
 
 def test_every_task_is_a_container_the_open_source_backend_runs(spec):
@@ -211,7 +216,7 @@ def test_no_local_path_and_user_code_by_module_path(compiled, spec):
     assert constants[("Transform", "preprocessing_fn")] == "models.preprocessing.preprocessing_fn"
     assert constants[("Trainer", "run_fn")] == "models.trainer.run_fn"
     assert not [key for key in constants if key[1] in ("module_file", "module_path")]
-    assert constants[("ImportSchemaGen", "schema_file")] == kubeflow_runner.IMAGE_SCHEMA_PATH
+    assert constants[("ImportSchemaGen", "schema_file")] == kf.IMAGE_SCHEMA_PATH
 
 
 def test_platform_spec_mounts_the_volumes_where_they_are_used(compiled, spec):
@@ -229,18 +234,20 @@ def test_platform_spec_mounts_the_volumes_where_they_are_used(compiled, spec):
             config = json_format.ParseDict(
                 json_format.MessageToDict(executors[label]), k8s.KubernetesExecutorConfig())
             mounts[task] = [(m.constant, m.mount_path) for m in config.pvc_mount]
-    data = [(kubeflow_runner.DEFAULT_DATA_CLAIM, "/mnt/data")]
-    models = [(kubeflow_runner.DEFAULT_SERVING_CLAIM, "/mnt/models")]
+    data = [(kf.DEFAULT_DATA_CLAIM, "/mnt/data")]
+    models = [(kf.DEFAULT_SERVING_CLAIM, "/mnt/models")]
     assert mounts == {CURATION_TASK: data, EXAMPLE_GEN_TASK: data,
-                      "baseline_model": models, "pusher": models}
+                      node_ids.BASELINE_MODEL: models, node_ids.PUSHER: models}
 
 
 def test_object_store_locations_need_no_volumes(tmp_path):
     path = str(tmp_path / "p.yaml")
-    assert kubeflow_runner.main(flags(path, "--data-root", "/mnt/data", "--data-volume-claim", "",
-                                      "--serving-base", "gs://bucket/models")) == 0
+    assert kubeflow_runner.main(flags(path, "--serving-base", "gs://bucket/models",
+                                      "--serving-volume-claim", "")) == 0
     with open(path) as f:
-        assert len(list(yaml.safe_load_all(f))) == 1  # no platform spec
+        _, platform = yaml.safe_load_all(f)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {f"{CURATION_TASK}_executor", f"{EXAMPLE_GEN_TASK}_executor"}
 
 
 def test_direct_artifact_io_keeps_tfxs_entrypoint(tmp_path):
@@ -249,14 +256,59 @@ def test_direct_artifact_io_keeps_tfxs_entrypoint(tmp_path):
     assert {tuple(c.command) for c in containers(read_spec(path)).values()} == {tuple(TFX_COMMAND)}
 
 
-@pytest.mark.parametrize("kind, uncached", [
-    ("yaml", {CURATION_TASK, EXAMPLE_GEN_TASK}),  # no driver hook on KFP: the span is not in the key
-    ("json", {CURATION_TASK}),  # Vertex runs the hook, which puts span and fingerprint in the key
-])
-def test_tasks_that_cannot_see_new_data_skip_the_cache(compiled, kind, uncached):
+@pytest.mark.parametrize("kind", ["yaml", "json"])
+def test_only_the_spark_task_skips_the_cache(compiled, kind):
+    """ExampleGen's key sees new data through the Spark task's fingerprint (and, on
+    Vertex, through TFX's driver hook too); the Spark task must always look."""
     spec = compiled[kind][1]
     caching = {name: spec.root.dag.tasks[name].caching_options.enable_cache for name in containers(spec)}
-    assert {name for name, enabled in caching.items() if not enabled} == uncached
+    assert {name for name, enabled in caching.items() if not enabled} == {CURATION_TASK}
+
+
+def test_example_gen_takes_the_spark_tasks_data_fingerprint(spec):
+    source = spec.root.dag.tasks[EXAMPLE_GEN_TASK].inputs.parameters["data_fingerprint"]
+    producer = source.task_output_parameter
+    # TFX 1.16 names the producer '<id>_task'; the spec must name the real task.
+    assert (producer.producer_task, producer.output_parameter_key) == (CURATION_TASK, "data_fingerprint")
+    curation = spec.components[spec.root.dag.tasks[CURATION_TASK].component_ref.name]
+    assert curation.output_definitions.parameters["data_fingerprint"].parameter_type == (
+        pipeline_spec_pb2.ParameterType.STRING)
+    example_gen = spec.components[spec.root.dag.tasks[EXAMPLE_GEN_TASK].component_ref.name]
+    assert "data_fingerprint" in example_gen.input_definitions.parameters
+
+
+def test_task_names_are_valid_argo_dag_task_names(compiled):
+    """KFP's backend makes Argo DAG tasks `<task>` and `<task>-driver` (argocompiler/dag.go);
+    Argo rejects the workflow unless both match its name pattern."""
+    argo = r"^[a-zA-Z0-9][-a-zA-Z0-9]*$"
+    for _, spec in compiled.values():
+        for name in spec.root.dag.tasks:
+            assert re.match(argo, name) and re.match(argo, name + "-driver"), name
+
+
+def test_a_task_name_argo_would_reject_is_refused_at_compile_time(spec):
+    broken = pipeline_spec_pb2.PipelineSpec()
+    broken.CopyFrom(spec)
+    broken.root.dag.tasks["baseline_model"].CopyFrom(broken.root.dag.tasks[node_ids.BASELINE_MODEL])
+    with pytest.raises(ValueError, match=r"\['baseline_model'\].*letters, digits, hyphens"):
+        kf_compile.check_task_names(broken)
+
+
+def test_every_task_has_requests_and_limits(spec):
+    tasks = containers(spec)
+    for name, container in tasks.items():
+        resources = container.resources
+        assert 0 < resources.cpu_request <= resources.cpu_limit, name
+        assert 0 < resources.memory_request <= resources.memory_limit, name
+    assert tasks["Trainer"].resources.memory_limit == kf.DEFAULT_HEAVY_RESOURCES.memory_limit_gb
+    assert tasks["ImportSchemaGen"].resources.memory_limit == kf.DEFAULT_RESOURCES.memory_limit_gb
+
+
+def test_task_resources_flag_overrides_one_task(tmp_path):
+    path = str(tmp_path / "p.yaml")
+    assert kubeflow_runner.main(flags(path, "--task-resources", "Trainer=2,8,4,16")) == 0
+    trainer = containers(read_spec(path))["Trainer"].resources
+    assert (trainer.cpu_request, trainer.memory_request, trainer.cpu_limit, trainer.memory_limit) == (2, 8, 4, 16)
 
 
 def test_curation_fails_with_the_jobs_message(tmp_path):
@@ -276,6 +328,13 @@ def test_curation_fails_with_the_jobs_message(tmp_path):
     (["--schedule", "0 6 * *"], "has 4 fields"),
     (["--output", "p.json"], "--data-root /mnt/data does not exist on Vertex AI"),
     (["--output", "p.json", *VERTEX_LOCATIONS, "--data-volume-claim", "x"], "mounts no volumes"),
+    (["--serving-volume-claim", ""], "--serving-base /mnt/models is a file system path but "
+                                     "--serving-volume-claim is ''"),
+    (["--data-volume-claim", ""], "the pod's ephemeral disk"),
+    (["--resources", "1,2,3"], "give four positive numbers"),
+    (["--heavy-resources", "2,8,1,16"], "a limit is below its request"),
+    (["--task-resources", "Trainr=1,1,1,1"], "unknown tasks ['Trainr']"),
+    (["--keep-versions", "1"], "keep at least 2 versions"),
 ])
 def test_bad_flag_combinations_are_refused(argv, message, capsys):
     base = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT]
@@ -286,35 +345,25 @@ def test_bad_flag_combinations_are_refused(argv, message, capsys):
 
 
 def test_cron_gets_kfps_seconds_field():
-    assert kubeflow_runner.kfp_cron("0 6 * * *") == "0 0 6 * * *"
-    assert kubeflow_runner.kfp_cron("30 0 6 * * 1-5") == "30 0 6 * * 1-5"
-
-
-class FakeClient:
-    """Records what kubeflow_runner asks of kfp.Client."""
-
-    instances = []
-
-    def __init__(self, **kwargs):
-        self.init = kwargs
-        self.calls = []
-        FakeClient.instances.append(self)
-
-    def create_experiment(self, name, namespace=None):
-        self.calls.append(("create_experiment", {"name": name, "namespace": namespace}))
-        return SimpleNamespace(experiment_id="exp-1")
-
-    def create_run_from_pipeline_package(self, pipeline_file, **kwargs):
-        self.calls.append(("create_run", dict(kwargs, pipeline_file=pipeline_file)))
-
-    def create_recurring_run(self, **kwargs):
-        self.calls.append(("create_recurring_run", kwargs))
+    assert kf.kfp_cron("0 6 * * *") == "0 0 6 * * *"
+    assert kf.kfp_cron("30 0 6 * * 1-5") == "30 0 6 * * 1-5"
 
 
 @pytest.fixture
 def fake_client():
-    FakeClient.instances = []
-    return FakeClient
+    """kfp.Client with its real signatures: a misspelt argument fails as it would for real."""
+    import kfp
+
+    client_class = mock.create_autospec(kfp.Client)
+    client_class.return_value.create_experiment.return_value = SimpleNamespace(experiment_id="exp-1")
+    return client_class
+
+
+def test_the_fake_client_refuses_what_kfp_client_refuses(fake_client):
+    with pytest.raises(TypeError):
+        fake_client(hots="http://kfp")
+    with pytest.raises(TypeError):
+        fake_client(host="http://kfp").create_run_from_pipeline_package("p.yaml", experiment="x")
 
 
 def submit_flags(tmp_path, *extra):
@@ -324,27 +373,40 @@ def submit_flags(tmp_path, *extra):
 
 def test_submit_creates_a_run_of_the_compiled_package(tmp_path, fake_client, capsys):
     assert kubeflow_runner.main(submit_flags(tmp_path, "--run-name", "nightly-1"), fake_client) == 0
-    (client,) = fake_client.instances
-    assert client.init == {"host": "http://kfp.example:8080", "namespace": "team-weather"}
-    assert client.calls == [
-        ("create_experiment", {"name": "rain", "namespace": "team-weather"}),
-        ("create_run", {"pipeline_file": str(tmp_path / "p.yaml"), "run_name": "nightly-1",
-                        "experiment_id": "exp-1", "namespace": "team-weather",
-                        "pipeline_root": PIPELINE_ROOT}),
-    ]
+    fake_client.assert_called_once_with(host="http://kfp.example:8080", namespace="team-weather")
+    client = fake_client.return_value
+    client.create_experiment.assert_called_once_with(name="rain", namespace="team-weather")
+    client.create_run_from_pipeline_package.assert_called_once_with(
+        str(tmp_path / "p.yaml"), run_name="nightly-1", experiment_id="exp-1",
+        namespace="team-weather", pipeline_root=PIPELINE_ROOT)
     assert os.path.isfile(tmp_path / "p.yaml")
     assert "Submitted run 'nightly-1'" in capsys.readouterr().out
 
 
+def test_submit_authenticates_with_a_token_cookies_or_service_account(tmp_path, fake_client):
+    from kfp.client import ServiceAccountTokenVolumeCredentials
+
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJhbGciOi.token\n")
+    assert kubeflow_runner.main(submit_flags(
+        tmp_path, "--token-file", str(token_file), "--cookies", "authservice_session=abc",
+        "--sa-token-path", "/var/run/secrets/kubeflow/pipelines/token",
+        "--ssl-ca-cert", "/etc/ssl/kfp-ca.pem"), fake_client) == 0
+    kwargs = fake_client.call_args.kwargs
+    assert kwargs["existing_token"] == "eyJhbGciOi.token"
+    assert kwargs["cookies"] == "authservice_session=abc"
+    assert kwargs["ssl_ca_cert"] == "/etc/ssl/kfp-ca.pem"
+    assert isinstance(kwargs["credentials"], ServiceAccountTokenVolumeCredentials)
+    assert kwargs["credentials"]._token_path == "/var/run/secrets/kubeflow/pipelines/token"
+
+
 def test_schedule_creates_a_recurring_run(tmp_path, fake_client):
     assert kubeflow_runner.main(submit_flags(tmp_path, "--schedule", "0 6 * * *"), fake_client) == 0
-    (client,) = fake_client.instances
-    name, kwargs = client.calls[1]
-    assert name == "create_recurring_run"
+    kwargs = fake_client.return_value.create_recurring_run.call_args.kwargs
     assert kwargs["cron_expression"] == "0 0 6 * * *"
     assert kwargs["pipeline_package_path"] == str(tmp_path / "p.yaml")
     assert kwargs["experiment_id"] == "exp-1" and kwargs["pipeline_root"] == PIPELINE_ROOT
-    assert kwargs["job_name"].startswith("rain-tomorrow-")
+    assert kwargs["job_name"].startswith("rain-tomorrow-") and kwargs["max_concurrency"] == 1
 
 
 def test_endpoint_failure_names_the_endpoint_and_exits_non_zero(tmp_path, capsys):
@@ -355,3 +417,11 @@ def test_endpoint_failure_names_the_endpoint_and_exits_non_zero(tmp_path, capsys
     err = capsys.readouterr().err
     assert "KFP endpoint http://kfp.example:8080 failed" in err
     assert "ConnectionError: [Errno 111] Connection refused" in err
+
+
+def test_an_unauthorised_endpoint_points_at_the_auth_flags(tmp_path, capsys):
+    def unauthorised(**kwargs):
+        raise RuntimeError("(401) Reason: Unauthorized")
+
+    assert kubeflow_runner.main(submit_flags(tmp_path), unauthorised) == 1
+    assert "--token-file, --cookies or --sa-token-path" in capsys.readouterr().err

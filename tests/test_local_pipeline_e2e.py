@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 PIPELINE_NODES = (
     "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-    "AnomalyGate", "Transform", "Trainer", "baseline_model", "Evaluator", "pusher",
+    "AnomalyGate", "Transform", "Trainer", "BaselineModel", "Evaluator", "Pusher",
 )
 
 
@@ -89,7 +89,7 @@ def test_unchanged_rerun_hits_the_cache_and_pushes_nothing(pipeline_runs):
     assert "already curated as span 1" in rerun.stdout
     statuses = _statuses(rerun)
     for node in ("FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer",
-                 "baseline_model", "Evaluator", "pusher"):
+                 "BaselineModel", "Evaluator", "Pusher"):
         assert statuses[node] == "CACHED", statuses
     assert rerun.serving_files == pipeline_runs.first.serving_files
     assert not rerun.summary.pushed
@@ -116,7 +116,7 @@ def test_anomalous_span_stops_before_transform_and_leaves_serving_untouched(pipe
     assert anomalous.exit_code == 1
     statuses = _statuses(anomalous)
     assert statuses["AnomalyGate"] == "FAILED"
-    assert not {"Transform", "Trainer", "Evaluator", "pusher"} & set(statuses)
+    assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(statuses)
     wind = [a for a in anomalous.summary.anomalies if a.feature == "wind"]
     assert wind and f"{ANOMALOUS_WIND:g}" in wind[0].description
     assert "wind" in anomalous.stderr and "FLOAT_TYPE_BIG_FLOAT" in anomalous.stderr

@@ -20,24 +20,24 @@ def test_default_graph_reads_latest_span_and_gates_transform_on_anomalies():
     pipeline = create_pipeline(_config())
     assert sorted(component_ids(pipeline)) == sorted([
         "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-        "AnomalyGate", "Transform", "Trainer", "baseline_model",
-        "Evaluator", "pusher",
+        "AnomalyGate", "Transform", "Trainer", "BaselineModel",
+        "Evaluator", "Pusher",
     ])
     nodes = _by_id(pipeline)
     assert "AnomalyGate" in {n.id for n in nodes["Transform"].upstream_nodes}
     assert nodes["Transform"].inputs["examples"].producer_component_id == "FileBasedExampleGen"
     assert nodes["Trainer"].exec_properties["run_fn"] == "models.trainer.run_fn"
     assert nodes["Transform"].exec_properties["preprocessing_fn"] == "models.preprocessing.preprocessing_fn"
-    assert nodes["pusher"].exec_properties["serving_base"] == "/serving"
+    assert nodes["Pusher"].exec_properties["serving_base"] == "/serving"
 
 
 def test_span_window_trains_on_resolved_spans():
     pipeline = create_pipeline(_config(span_window=3))
     nodes = _by_id(pipeline)
-    resolver = nodes["span_window_resolver"]
+    resolver = nodes["SpanWindowResolver"]
     assert "FileBasedExampleGen" in {n.id for n in resolver.upstream_nodes}
-    for consumer in ("Transform", "Evaluator", "pusher"):
-        assert nodes[consumer].inputs["examples"].producer_component_id == "span_window_resolver"
+    for consumer in ("Transform", "Evaluator", "Pusher"):
+        assert nodes[consumer].inputs["examples"].producer_component_id == "SpanWindowResolver"
     # New data is still validated span by span.
     assert nodes["StatisticsGen"].inputs["examples"].producer_component_id == "FileBasedExampleGen"
 

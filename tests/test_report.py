@@ -20,7 +20,7 @@ def test_report_of_first_run_names_pushed_version_and_metrics(pipeline_runs, tmp
     auc = first.summary.evaluation.metrics["candidate"]["auc"]
     assert f"{auc:.4f}" in html
     assert "<svg" in html and "Per slice" in html
-    for node in ("Transform", "Trainer", "pusher"):
+    for node in ("Transform", "Trainer", "Pusher"):
         assert f"<td>{node}</td>" in html
     assert not re.search(r"(src|href)=\"https?://", html), "report must be self-contained"
 

@@ -99,3 +99,15 @@ def test_models_config_keeps_other_models_and_updates_own_entry(tmp_path):
         "rain": ("/models/rain", "tensorflow"),
     }
     assert sorted(os.listdir(base)) == ["models.config"]
+
+
+def test_prune_keeps_the_newest_versions_and_removes_the_rest_whole(tmp_path):
+    source = _fake_saved_model(tmp_path / "export")
+    model_dir = str(tmp_path / "serving" / "rain")
+    for version in (10, 20, 30, 40):
+        serving_dir.publish_version(source, model_dir, {"model_uri": f"m{version}"}, version=version)
+    assert serving_dir.prune_versions(model_dir, keep=0) == []
+    assert serving_dir.prune_versions(model_dir, keep=2) == [10, 20]
+    assert sorted(os.listdir(model_dir)) == ["30", "40"]  # nothing half-removed, no hidden leftovers
+    assert serving_dir.read_metadata(model_dir, 40)["model_uri"] == "m40"
+    assert serving_dir.prune_versions(model_dir, keep=5) == []

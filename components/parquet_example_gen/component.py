@@ -1,9 +1,14 @@
 """`parquet_example_gen`: FileBasedExampleGen with the lossless Parquet executor."""
-from typing import Optional
+from typing import Optional, Union
 
+from tfx import types
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.dsl.placeholder import placeholder
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
 
 from components.parquet_example_gen.executor import Executor
 from models import features
@@ -39,13 +44,61 @@ def default_output_config() -> tfx.proto.Output:
     )
 
 
+DATA_FINGERPRINT_KEY = "data_fingerprint"
+
+
+class ParquetExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGen's spec plus an optional fingerprint of the data.
+
+    The fingerprint is not read by the executor. It exists for orchestrators
+    that compute a task's cache key before the task runs (Kubeflow
+    Pipelines): fed from the Spark task's output, it makes ExampleGen's key
+    change exactly when the curated data does, so an unchanged scheduled run
+    is answered from the cache all the way to the pusher.
+    """
+
+    PARAMETERS = dict(
+        standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        **{DATA_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True)},
+    )
+
+
+class ParquetExampleGen(FileBasedExampleGen):
+    """FileBasedExampleGen over curated Parquet with the lossless executor."""
+
+    SPEC_CLASS = ParquetExampleGenSpec
+
+    def __init__(
+        self,
+        input_base: str,
+        input_config: example_gen_pb2.Input,
+        output_config: example_gen_pb2.Output,
+        range_config: Optional[tfx.proto.RangeConfig] = None,
+        data_fingerprint: Union[str, placeholder.Placeholder, None] = None,
+    ):
+        spec = ParquetExampleGenSpec(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=output_config,
+            range_config=range_config,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            data_fingerprint=data_fingerprint,
+            examples=types.Channel(type=standard_artifacts.Examples),
+        )
+        # FileBasedExampleGen's own __init__ only builds its fixed spec.
+        base_beam_component.BaseBeamComponent.__init__(
+            self, spec=spec, custom_executor_spec=executor_spec.BeamExecutorSpec(Executor))
+
+
 def parquet_example_gen(
     input_base: str,
     *,
     range_config: Optional[tfx.proto.RangeConfig] = None,
     output_config: Optional[tfx.proto.Output] = None,
     input_config: Optional[tfx.proto.Input] = None,
-) -> FileBasedExampleGen:
+    data_fingerprint: Union[str, placeholder.Placeholder, None] = None,
+) -> ParquetExampleGen:
     """ExampleGen over curated Parquet spans under `input_base`.
 
     Args:
@@ -53,14 +106,16 @@ def parquet_example_gen(
       range_config: which spans to read; None reads the latest span.
       output_config: defaults to `default_output_config()`.
       input_config: defaults to `default_input_config()`.
+      data_fingerprint: what identifies the data to read, for cache keys
+        computed before the task runs (see `ParquetExampleGenSpec`).
 
     Returns:
       A FileBasedExampleGen running `Executor` under Beam.
     """
-    return FileBasedExampleGen(
+    return ParquetExampleGen(
         input_base=input_base,
         input_config=input_config or default_input_config(),
         output_config=output_config or default_output_config(),
         range_config=range_config,
-        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
+        data_fingerprint=data_fingerprint,
     )

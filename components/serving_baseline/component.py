@@ -1,4 +1,4 @@
-"""ServedBaseline, and the Evaluator that takes its (possibly empty) output."""
+"""ServedBaseline, and BaselineAwareEvaluator that takes its (possibly empty) output."""
 from tfx import types
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_component, executor_spec
@@ -27,7 +27,7 @@ class ServedBaseline(base_component.BaseComponent):
     Only blessed models are pushed there, so this is the latest blessed model
     that is actually being served (a version removed from serving by hand is
     no longer the baseline). With no version yet, the output holds no model
-    and `Evaluator` below evaluates without a baseline.
+    and `BaselineAwareEvaluator` below evaluates without a baseline.
 
     The candidate is an input so that the task re-runs for every new
     candidate and is a cache hit exactly when the candidate is: an unchanged
@@ -52,7 +52,7 @@ class ServedBaseline(base_component.BaseComponent):
         ))
 
 
-class Evaluator(tfx.components.Evaluator):
+class BaselineAwareEvaluator(tfx.components.Evaluator):
     """TFX's Evaluator, treating an empty baseline Model as no baseline."""
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(baseline_executor.EvaluatorExecutor)

@@ -18,6 +18,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
+from components.artifact_uris import remote_uri
 from components.serving_baseline.properties import (
     BASELINE_FOUND, BASELINE_MODEL_URI, BASELINE_SOURCE, BASELINE_VERSION)
 from serving import model_dir as serving_dir
@@ -63,7 +64,7 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         baseline = artifact_utils.get_single_instance(output_dict[BASELINE_KEY])
         candidates = input_dict.get(CANDIDATE_KEY) or []
-        candidate_uri = candidates[0].uri if candidates else ""
+        candidate_uri = remote_uri(candidates[0]) if candidates else ""
         model_dir = os.path.join(exec_properties[SERVING_BASE_KEY], exec_properties[MODEL_NAME_KEY])
         baseline.set_string_custom_property(BASELINE_SOURCE, model_dir)
 

@@ -20,6 +20,7 @@ class VersionedPusherSpec(ComponentSpec):
         pusher_executor.SERVING_BASE_KEY: ExecutionParameter(type=str),
         pusher_executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
         pusher_executor.SERVER_BASE_PATH_KEY: ExecutionParameter(type=str, optional=True),
+        pusher_executor.KEEP_VERSIONS_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         pusher_executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -49,6 +50,7 @@ class VersionedPusher(base_component.BaseComponent):
         evaluation=None,
         examples=None,
         server_model_base_path: Optional[str] = None,
+        keep_versions: int = 0,
     ):
         """Args:
           model: the Trainer's Model channel.
@@ -68,6 +70,7 @@ class VersionedPusher(base_component.BaseComponent):
             serving_base=serving_base,
             model_name=model_name,
             server_model_base_path=server_model_base_path,
+            keep_versions=keep_versions,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )
         super().__init__(spec=spec)

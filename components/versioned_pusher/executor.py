@@ -10,6 +10,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import evaluation_results
+from components.artifact_uris import remote_uri
 from serving import model_dir as serving_dir
 
 MODEL_KEY = "model"
@@ -20,6 +21,7 @@ PUSHED_MODEL_KEY = "pushed_model"
 SERVING_BASE_KEY = "serving_base"
 MODEL_NAME_KEY = "model_name"
 SERVER_BASE_PATH_KEY = "server_model_base_path"
+KEEP_VERSIONS_KEY = "keep_versions"
 
 # Custom properties of the PushedModel artifact (the first three mirror the
 # stock Pusher so tools that read them keep working).
@@ -48,7 +50,7 @@ class Executor(base_executor.BaseExecutor):
             return self._not_pushed(pushed_model, "model not blessed by the Evaluator")
 
         source_dir = path_utils.serving_model_path(model.uri)
-        already = serving_dir.find_version_of_model(model_dir, model.uri)
+        already = serving_dir.find_version_of_model(model_dir, remote_uri(model))
         if already is not None:
             # An unchanged re-run re-blesses the same model against itself;
             # pushing it again would only add a duplicate version.
@@ -62,6 +64,10 @@ class Executor(base_executor.BaseExecutor):
         serving_dir.write_models_config(
             exec_properties[SERVING_BASE_KEY], model_name, server_base_path)
         logging.info("Pushed model version %s", target)
+        removed = serving_dir.prune_versions(model_dir, exec_properties.get(KEEP_VERSIONS_KEY) or 0)
+        if removed:
+            logging.info("Removed old versions %s (keeping the newest %s)",
+                         removed, exec_properties[KEEP_VERSIONS_KEY])
         pushed_model.set_int_custom_property(PUSHED, 1)
         pushed_model.set_string_custom_property(PUSHED_DESTINATION, target)
         pushed_model.set_string_custom_property(PUSHED_VERSION, os.path.basename(target))
@@ -76,8 +82,8 @@ class Executor(base_executor.BaseExecutor):
 
     def _metadata(self, input_dict, model, blessing) -> dict:
         metadata = {
-            "model_uri": model.uri,
-            "blessing_uri": blessing.uri,
+            "model_uri": remote_uri(model),
+            "blessing_uri": remote_uri(blessing),
             "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "pipeline_name": _pipeline_name(self._context),
             "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
@@ -94,7 +100,7 @@ class Executor(base_executor.BaseExecutor):
         if examples:
             metadata["data"] = [
                 {
-                    "uri": e.uri,
+                    "uri": remote_uri(e),
                     "span": _int_property(e, "span"),
                     "version": _int_property(e, "version"),
                 }

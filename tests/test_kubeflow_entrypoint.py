@@ -4,7 +4,7 @@ import json
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import kfp_entrypoint
+from pipeline.kubeflow import entrypoint as kfp_entrypoint
 
 
 def test_local_paths_are_the_launchers():
@@ -35,8 +35,10 @@ def test_localize_then_restore_round_trips_the_uris(tmp_path):
     executor_input = _executor_input(output_file)
     originals = kfp_entrypoint.localize(executor_input, root="/r")
 
-    assert executor_input.inputs.artifacts["examples"].artifacts[0].uri == \
-        "/r/minio/mlpipeline/v2/artifacts/run/ExampleGen/examples"
+    examples = executor_input.inputs.artifacts["examples"].artifacts[0]
+    assert examples.uri == "/r/minio/mlpipeline/v2/artifacts/run/ExampleGen/examples"
+    # Executors can still name the object-store URI (components.artifact_uris).
+    assert examples.metadata["remote_uri"] == "minio://mlpipeline/v2/artifacts/run/ExampleGen/examples"
     statistics = executor_input.outputs.artifacts["statistics"].artifacts[0]
     assert statistics.uri == "/r/minio/mlpipeline/v2/artifacts/run/StatisticsGen/statistics"
     assert executor_input.outputs.artifacts["local"].artifacts[0].uri == "/mnt/data/out"  # unchanged
@@ -60,3 +62,36 @@ def test_localize_then_restore_round_trips_the_uris(tmp_path):
 def test_restore_without_an_output_file_is_a_no_op(tmp_path):
     kfp_entrypoint.restore_uris(str(tmp_path / "missing.json"), {"/a": "gs://a"})
     assert not (tmp_path / "missing.json").exists()
+
+
+def test_launcher_managed_outputs_are_not_passed_to_tfx(tmp_path):
+    """KFP >= 2.5 adds `executor-logs` (system.Artifact), which TFX cannot import."""
+    executor_input = _executor_input(str(tmp_path / "out.json"))
+    executor_input.outputs.artifacts["executor-logs"].artifacts.add(
+        uri="minio://mlpipeline/v2/artifacts/run/StatisticsGen/executor-logs").type.schema_title = "system.Artifact"
+    assert kfp_entrypoint.drop_launcher_outputs(executor_input) == ["executor-logs"]
+    assert set(executor_input.outputs.artifacts) == {"statistics", "local"}
+    assert kfp_entrypoint.drop_launcher_outputs(executor_input) == []
+
+
+def test_tfx_cannot_parse_the_executor_logs_artifact():
+    """The failure the entrypoint avoids (tensorflow/tfx#7768), shown on TFX's own parser."""
+    import pytest
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+
+    logs = pipeline_spec_pb2.ArtifactList()
+    logs.artifacts.add(uri="/minio/x").type.schema_title = "system.Artifact"
+    with pytest.raises(ImportError, match="system.Artifact"):
+        kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict({"executor-logs": logs}, {})
+
+
+def test_remote_uri_falls_back_to_the_uri():
+    from tfx.types import standard_artifacts
+
+    from components.artifact_uris import REMOTE_URI_PROPERTY, remote_uri
+
+    model = standard_artifacts.Model()
+    model.uri = "/minio/mlpipeline/v2/artifacts/run/Trainer/model"
+    assert remote_uri(model) == model.uri
+    model.set_string_custom_property(REMOTE_URI_PROPERTY, "minio://mlpipeline/v2/artifacts/run/Trainer/model")
+    assert remote_uri(model) == "minio://mlpipeline/v2/artifacts/run/Trainer/model"

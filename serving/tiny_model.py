@@ -11,6 +11,7 @@ training. Not for real predictions.
 """
 import csv
 import dataclasses
+import datetime
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -86,6 +87,7 @@ def publish(model: TinyModel, model_dir: str, version: Optional[int] = None) -> 
     metadata = {
         "model_uri": model.export_dir,
         "pipeline_name": "tiny-model",
+        "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "metrics": {"candidate": {"auc": model.auc}},
         "thresholds": {},
         "blessed_against_baseline": False,

@@ -89,9 +89,15 @@ class InProcessBackend(Backend):
         """
         with self._refresh_lock:
             live = self._live
-            newer = [v for v in serving_dir.existing_versions(self._model_dir)
-                     if live is None or v > live.version]
-            for version in reversed(newer):
+            present = serving_dir.existing_versions(self._model_dir)
+            if live is not None and live.version not in present:
+                # Rolled back (the live directory was removed), as TF Serving
+                # would: the newest remaining version takes over, if one loads.
+                log.warning("Live version %s disappeared from %s", live.version, self._model_dir)
+                candidates = present
+            else:
+                candidates = [v for v in present if live is None or v > live.version]
+            for version in reversed(candidates):
                 if self._still_rejected(version):
                     continue
                 loaded = self._try_load(version)

@@ -75,7 +75,11 @@ class TFServingBackend(Backend):
 
     def _poll(self) -> None:
         while not self._stopping.wait(self._poll_seconds):
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception:  # the poller must outlive one odd answer
+                log.exception("Reading TF Serving's model status failed; keeping version %s",
+                              self._live)
 
     def refresh(self) -> Optional[int]:
         """Reads the model status; the newest AVAILABLE version becomes live."""
@@ -90,8 +94,13 @@ class TFServingBackend(Backend):
         if response.status_code != 200:
             log.warning("TF Serving status %s: %s", response.status_code, _error_text(response))
             return self._live
-        self._statuses = response.json().get("model_version_status", [])
-        available = [int(s["version"]) for s in self._statuses if s.get("state") == _AVAILABLE]
+        try:
+            statuses = list(response.json().get("model_version_status", []))
+            available = [int(s["version"]) for s in statuses if s.get("state") == _AVAILABLE]
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            log.warning("TF Serving status is not a GetModelStatusResponse: %s", error)
+            return self._live
+        self._statuses = statuses
         live = max(available) if available else None
         if live != self._live:
             log.info("TF Serving now serves version %s (was %s)", live, self._live)
@@ -118,7 +127,11 @@ class TFServingBackend(Backend):
             if response.status_code != 200:
                 raise BackendError(f"TF Serving answered {response.status_code}: "
                                    f"{_error_text(response)}")
-            return Prediction(_probabilities(response.json(), len(rows)), version)
+            try:
+                body = response.json()
+            except ValueError as error:
+                raise BackendError(f"TF Serving answered non-JSON: {response.text[:200]!r}") from error
+            return Prediction(_probabilities(body, len(rows)), version)
         raise BackendError("TF Serving kept answering 404 for the live version")
 
     def live_version(self) -> Optional[int]:
@@ -154,7 +167,7 @@ class TFServingBackend(Backend):
 
 def _probabilities(body: Dict[str, Any], expected: int) -> List[float]:
     """One float per instance from {"predictions": [[p], ...]} (or [p, ...])."""
-    predictions = body.get("predictions")
+    predictions = body.get("predictions") if isinstance(body, dict) else None
     if not isinstance(predictions, list) or len(predictions) != expected:
         raise BackendError(f"TF Serving answered {str(body)[:200]!r}, not {expected} predictions")
     values = []

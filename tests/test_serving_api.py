@@ -356,3 +356,14 @@ def test_the_start_command_parses_into_a_typed_config():
         "inprocess", os.path.join("runs/serving", MODEL), 8123, "127.0.0.1")
     with pytest.raises(SystemExit):
         parse_flags(["--backend", "tfserving"])
+
+
+def test_removing_the_live_version_rolls_back_to_the_newest_remaining(service, serving_base,
+                                                                     models):
+    client, backend = service
+    tiny_model.publish(models[1], str(serving_base / MODEL), version=200)
+    assert wait_for(lambda: backend.live_version() == 200)
+    shutil.rmtree(serving_base / MODEL / "200")
+    assert wait_for(lambda: backend.live_version() == 100)
+    response = client.post("/v1/stations/seattle/predict", json={"days": seattle_days(0, 7)})
+    assert response.json()["model"]["version"] == 100

@@ -1,18 +1,24 @@
 """SparkCuration: the Spark curation job as a pipeline task (Kubeflow).
 
 On Kubeflow the raw CSVs are curated inside the pipeline, in the pipeline's
-image, by Spark in local mode; ExampleGen runs after this task (an
+image, by Spark in local mode, or with `spark_master='k8s://...'` by
+executor pods the task's driver starts (client mode; `spark_conf` carries
+`cluster.kubernetes_spark_conf`'s entries as JSON); ExampleGen runs after this task (an
 upstream-node edge, see `pipeline.pipeline.create_pipeline`'s
 `data_preparation`) and reads the curated spans by path, so the task has no
 output artifact. Raw data that was curated before is recognised by its sha256
 and skipped, which makes the task cheap to repeat on a schedule.
 """
+import hashlib
+import os
 from typing import List, Optional
 
 from absl import logging
 from tfx import v1 as tfx
 
-from components.spark_curation.job import CurationResult, run_curation
+from components.spark_curation.cluster import parse_conf_json
+from components.spark_curation.job import (
+    MANIFEST_FILE, CurationResult, latest_span, run_curation, span_dir)
 
 
 def split_raw_data(raw_data: str) -> List[str]:
@@ -21,7 +27,8 @@ def split_raw_data(raw_data: str) -> List[str]:
 
 
 def curate(
-    raw_data: str, output_dir: str, station: Optional[str], spark_master: str
+    raw_data: str, output_dir: str, station: Optional[str], spark_master: str,
+    spark_conf: str = "",
 ) -> CurationResult:
     """Runs the curation job for the component's string parameters.
 
@@ -30,7 +37,11 @@ def curate(
       output_dir: the data root that holds `curated/` and `quarantine/`.
       station: station id for CSVs without a station column; '' means none
         (a pipeline parameter cannot be None).
-      spark_master: Spark master URL, e.g. 'local[*]'.
+      spark_master: Spark master URL, e.g. 'local[*]', 'spark://host:7077' or
+        'k8s://https://kubernetes.default.svc'.
+      spark_conf: JSON object of Spark conf entries for the session ('' = none),
+        e.g. `cluster.spark_conf_json(settings)`; placeholders such as
+        `${hostname-ip}` are resolved in the task's pod.
 
     Returns:
       The job's CurationResult.
@@ -40,7 +51,8 @@ def curate(
         (no matching file, missing columns, every row quarantined, ...).
     """
     result = run_curation(
-        split_raw_data(raw_data), output_dir, station=station or None, master=spark_master
+        split_raw_data(raw_data), output_dir, station=station or None, master=spark_master,
+        spark_conf=parse_conf_json(spark_conf),
     )
     logging.info("Spark curation: %s", result.summary())
     return result
@@ -52,6 +64,26 @@ def SparkCuration(
     output_dir: tfx.dsl.components.Parameter[str],
     station: tfx.dsl.components.Parameter[str] = "",
     spark_master: tfx.dsl.components.Parameter[str] = "local[*]",
-) -> None:
-    """Curates `raw_data` into a new span under `<output_dir>/curated/`."""
-    curate(raw_data, output_dir, station, spark_master)
+    spark_conf: tfx.dsl.components.Parameter[str] = "",
+) -> tfx.dsl.components.OutputDict(data_fingerprint=str):
+    """Curates `raw_data` into a new span under `<output_dir>/curated/`.
+
+    Returns the fingerprint of the data ExampleGen will read next (see
+    `data_fingerprint`); on Kubeflow it is a parameter of ExampleGen's task,
+    so that task's cache key changes exactly when the curated data does.
+    """
+    curate(raw_data, output_dir, station, spark_master, spark_conf)
+    return {"data_fingerprint": data_fingerprint(output_dir)}
+
+
+def data_fingerprint(output_dir: str) -> str:
+    """'span-<N>:<sha256 of its manifest>' for the latest curated span ('' if none).
+
+    The manifest names every input file's sha256 and every count, so a span
+    written again from other data gets another fingerprint.
+    """
+    span = latest_span(output_dir)
+    if span is None:
+        return ""
+    with open(os.path.join(span_dir(output_dir, span), MANIFEST_FILE), "rb") as f:
+        return f"span-{span}:{hashlib.sha256(f.read()).hexdigest()}"

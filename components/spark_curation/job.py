@@ -18,12 +18,13 @@ import math
 import os
 import shutil
 import sys
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from components.spark_curation import inputs, transform
+from components.spark_curation import cluster, inputs, transform
 from components.spark_curation.contract import (
     LINE_NUMBER,
     REASON,
@@ -101,6 +102,7 @@ def run_curation(
     span: Optional[int] = None,
     master: Optional[str] = "local[*]",
     spark: Optional[SparkSession] = None,
+    spark_conf: Optional[Mapping[str, str]] = None,
 ) -> CurationResult:
     """Curates raw CSVs into `<output_dir>/curated/span-<N>/` (and quarantine).
 
@@ -112,6 +114,10 @@ def run_curation(
       master: Spark master for a session this call creates; None leaves it to
         spark-submit's configuration.
       spark: an existing SparkSession to use; it is not stopped.
+      spark_conf: Spark conf entries for a session this call creates (e.g.
+        `cluster.kubernetes_spark_conf(...)`); run-time placeholders such as
+        `${env:POD_IP}` are resolved first (`cluster.resolve_conf`). Ignored
+        when `spark` is given.
 
     Returns:
       A CurationResult; `skipped` is True when the same inputs were already
@@ -132,12 +138,13 @@ def run_curation(
     span = span if span is not None else (latest_span(output_dir) or 0) + 1
     check_span_free(output_dir, span)
 
-    with _session(spark, master) as session, _sql_settings(session):
+    with _session(spark, master, spark_conf) as session, _sql_settings(session):
         return _curate(session, headers, digests, fingerprint, station, output_dir, span)
 
 
 @contextlib.contextmanager
-def _session(spark: Optional[SparkSession], master: Optional[str]) -> Iterator[SparkSession]:
+def _session(spark: Optional[SparkSession], master: Optional[str],
+             spark_conf: Optional[Mapping[str, str]] = None) -> Iterator[SparkSession]:
     """The caller's session, or one created (and stopped afterwards) for this run."""
     if spark is not None:
         yield spark
@@ -147,6 +154,8 @@ def _session(spark: Optional[SparkSession], master: Optional[str]) -> Iterator[S
     builder = SparkSession.builder.appName("rain-tomorrow-curation")
     if master:
         builder = builder.master(master)
+    for key, value in cluster.resolve_conf(spark_conf or {}, os.environ).items():
+        builder = builder.config(key, value)
     session = builder.getOrCreate()
     try:
         yield session
@@ -274,9 +283,21 @@ def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="station id for CSVs without a station column")
     parser.add_argument("--span", type=int, default=None,
                         help="explicit span number (default: latest + 1)")
-    parser.add_argument("--master", default=None,
-                        help="Spark master (default: spark-submit's, else local[*])")
+    parser.add_argument("--master", "--spark-master", dest="master", default=None,
+                        help="Spark master, e.g. local[2], spark://host:7077, "
+                             "k8s://https://kubernetes.default.svc (default: spark-submit's, "
+                             "else local[*])")
+    parser.add_argument("--spark-conf", default="", type=_conf_flag,
+                        help="JSON object of extra Spark conf entries for the session, e.g. "
+                             "the SparkCuration task's spark_conf (see cluster.py)")
     return parser.parse_args(argv)
+
+
+def _conf_flag(text: str) -> Dict[str, str]:
+    try:
+        return cluster.parse_conf_json(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -284,9 +305,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     flags = parse_flags(argv)
     try:
         result = run_curation(flags.input, flags.output_dir, station=flags.station,
-                              span=flags.span, master=flags.master)
+                              span=flags.span, master=flags.master, spark_conf=flags.spark_conf)
     except CurationError as error:
         print(f"Curation failed: {error}", file=sys.stderr)
+        return 1
+    except Py4JJavaError as error:
+        # A Spark failure (e.g. a task failed on every retry after executors
+        # were lost): the staging directory is gone and no span was published.
+        cause = str(error.java_exception).splitlines()[0]
+        print(f"Curation failed: the Spark job failed; no span was published.\n{cause}",
+              file=sys.stderr)
         return 1
     print(result.summary())
     return 0

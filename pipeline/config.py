@@ -61,6 +61,10 @@ class PipelineConfig:
       beam_pipeline_args: Beam options for every Beam-based component.
       keep_versions: how many of the newest versions the pusher keeps in the
         serving directory; older ones are removed after a push (0 = keep all).
+      drift_metadata_path: the SQLite ML Metadata file of earlier runs; when
+        set, a DriftValidator compares each new span's statistics with the
+        previous span's (schema drift comparators) before the AnomalyGate.
+        None (Kubeflow): no drift node.
     """
 
     pipeline_root: str
@@ -76,6 +80,7 @@ class PipelineConfig:
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
     keep_versions: int = 5
+    drift_metadata_path: Optional[str] = None
 
 
 def beam_args(num_workers: int = 0, extra: Tuple[str, ...] = ()) -> List[str]:

@@ -12,6 +12,7 @@ SPAN_WINDOW = "SpanWindowResolver"  # local runs only, with --span-window > 1
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
+DRIFT_VALIDATOR = "DriftValidator"  # local runs only (needs the SQLite ML Metadata of earlier runs)
 ANOMALY_GATE = "AnomalyGate"
 TRANSFORM = "Transform"
 TRAINER = "Trainer"

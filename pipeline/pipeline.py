@@ -6,6 +6,7 @@ from tfx.dsl.components.base import base_node
 from tfx.dsl.placeholder import placeholder
 
 from components.data_validation.component import AnomalyGate
+from components.data_validation.drift import DriftValidator
 from components.parquet_example_gen.component import parquet_example_gen
 from components.serving_baseline.component import BaselineAwareEvaluator, ServedBaseline
 from components.versioned_pusher.component import VersionedPusher
@@ -63,8 +64,20 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     ).with_id(node_ids.EXAMPLE_VALIDATOR)
+    # Drift against the previous span's statistics, read from ML Metadata
+    # (local runs; see components/data_validation/drift.py).
+    drift_validator = None
+    if config.drift_metadata_path:
+        drift_validator = DriftValidator(
+            statistics=statistics_gen.outputs["statistics"],
+            schema=schema_gen.outputs["schema"],
+            metadata_path=config.drift_metadata_path,
+            statistics_node_id=node_ids.STATISTICS_GEN,
+        ).with_id(node_ids.DRIFT_VALIDATOR)
     anomaly_gate = AnomalyGate(
-        anomalies=example_validator.outputs["anomalies"]).with_id(node_ids.ANOMALY_GATE)
+        anomalies=example_validator.outputs["anomalies"],
+        **({"drift_anomalies": drift_validator.outputs["anomalies"]} if drift_validator else {}),
+    ).with_id(node_ids.ANOMALY_GATE)
     transform = tfx.components.Transform(
         examples=training_examples,
         schema=schema_gen.outputs["schema"],
@@ -113,6 +126,7 @@ def create_pipeline(
         statistics_gen,
         schema_gen,
         example_validator,
+        *([drift_validator] if drift_validator else []),
         anomaly_gate,
         transform,
         trainer,

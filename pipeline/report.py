@@ -114,12 +114,14 @@ def _verdict(summary: RunSummary) -> str:
 
 
 def _anomalies(summary: RunSummary) -> str:
+    drift = ("" if summary.drift_note is None else
+             f"<p>Drift against the previous span: {_esc(summary.drift_note)}</p>")
     if summary.anomalies is None:
-        return "<p>Validation did not run.</p>"
+        return "<p>Validation did not run.</p>" + drift
     if not summary.anomalies:
-        return '<p class="ok">No anomalies against the curated schema.</p>'
+        return '<p class="ok">No anomalies against the curated schema.</p>' + drift
     return _table(["split", "feature", "anomaly", "description"],
-                  [[a.split, a.feature, a.anomaly, a.description] for a in summary.anomalies])
+                  [[a.split, a.feature, a.anomaly, a.description] for a in summary.anomalies]) + drift
 
 
 def _evaluation(summary: RunSummary, sliced: List[dict]) -> str:

@@ -11,9 +11,11 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import evaluation_results
+from components.data_validation import drift
 from components.data_validation.anomalies import AnomalyRow, load_anomaly_rows
 from components.serving_baseline import properties as baseline_properties
 from components.versioned_pusher import executor as pusher_executor
+from pipeline import node_ids
 from tfx.types import artifact_utils
 
 _STATE_NAMES = {
@@ -51,6 +53,8 @@ class RunSummary:
     # The served version the Evaluator compared against (None: no baseline).
     baseline_version: Optional[int] = None
     baseline_source: str = ""
+    # What the drift check compared (None: the DriftValidator did not run).
+    drift_note: Optional[str] = None
 
     def status_of(self, node_id: str) -> Optional[str]:
         return next((c.status for c in self.components if c.node_id == node_id), None)
@@ -76,7 +80,7 @@ def collect_run_summary(
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
         status = _STATE_NAMES.get(execution.last_known_state, "UNKNOWN")
         summary.components.append(ComponentRun(node_id, status, seconds))
-        _read_outputs(store, execution, summary)
+        _read_outputs(store, execution, summary, node_id)
     return summary
 
 
@@ -106,7 +110,7 @@ def _node_id(store, execution, pipeline_name: str) -> str:
     return execution.type or str(execution.id)
 
 
-def _read_outputs(store, execution, summary: RunSummary) -> None:
+def _read_outputs(store, execution, summary: RunSummary, node_id: str = "") -> None:
     events = store.get_events_by_execution_ids([execution.id])
     # Keyed by output name: Transform also writes ExampleStatistics
     # (pre/post transform), which are not the data statistics.
@@ -127,7 +131,14 @@ def _read_outputs(store, execution, summary: RunSummary) -> None:
         elif kind == "ExampleAnomalies":
             splits = artifact_utils.decode_split_names(
                 artifact.properties["split_names"].string_value)
-            summary.anomalies = load_anomaly_rows(artifact.uri, splits)
+            # ExampleValidator's schema anomalies and the DriftValidator's
+            # drift findings, in one table.
+            summary.anomalies = (summary.anomalies or []) + load_anomaly_rows(artifact.uri, splits)
+            if node_id == node_ids.DRIFT_VALIDATOR:
+                props = artifact.custom_properties
+                summary.drift_note = (
+                    props[drift.DRIFT_NOTE].string_value if drift.DRIFT_NOTE in props else "")
+
         elif kind == "ModelEvaluation":
             summary.evaluation_uri = artifact.uri
             summary.evaluation = evaluation_results.summarize(artifact.uri)
@@ -164,13 +175,14 @@ def format_run_summary(summary: RunSummary) -> str:
 
 
 def _format_validation(summary: RunSummary) -> List[str]:
+    drift_line = [] if summary.drift_note is None else [f"Drift: {summary.drift_note}"]
     if summary.anomalies is None:
-        return ["Data validation: not run"]
+        return ["Data validation: not run"] + drift_line
     if not summary.anomalies:
-        return ["Data validation: no anomalies"]
+        return ["Data validation: no anomalies"] + drift_line
     lines = [f"Data validation: {len(summary.anomalies)} anomalies (run stopped before Transform)"]
     lines += [f"  [{a.split}] {a.feature}: {a.anomaly} - {a.description}" for a in summary.anomalies]
-    return lines
+    return lines + drift_line
 
 
 def _format_evaluation(summary: RunSummary) -> List[str]:

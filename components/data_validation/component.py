@@ -1,9 +1,11 @@
-"""AnomalyGate: stops the pipeline when ExampleValidator found anomalies.
+"""AnomalyGate: stops the pipeline when data validation found anomalies.
 
 ExampleValidator only records anomalies; nothing downstream reads them, so a
 pipeline would happily train and push a model from broken data. The gate runs
 between validation and Transform (Transform declares it as an upstream node)
-and fails the run with a table of feature, anomaly and description.
+and fails the run with a table of feature, anomaly and description. With
+`drift_anomalies` (the DriftValidator's output, see drift.py) a span that
+drifted from the previous one stops the run the same way.
 """
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
@@ -18,13 +20,23 @@ class DataAnomaliesError(RuntimeError):
 @tfx.dsl.components.component
 def AnomalyGate(
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    drift_anomalies: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.ExampleAnomalies] = None,
 ) -> None:
-    """Fails if any split of `anomalies` has an anomaly."""
-    splits = artifact_utils.decode_split_names(anomalies.split_names)
-    rows = load_anomaly_rows(anomalies.uri, splits)
+    """Fails if any split of `anomalies` (or of `drift_anomalies`) has an anomaly."""
+    rows = []
+    sources = []
+    for artifact in (anomalies, drift_anomalies):
+        if artifact is None:
+            continue
+        splits = artifact_utils.decode_split_names(artifact.split_names)
+        found = load_anomaly_rows(artifact.uri, splits)
+        if found:
+            sources.append(artifact.uri)
+        rows.extend(found)
     if rows:
         raise DataAnomaliesError(
-            f"ExampleValidator found {len(rows)} anomalies in {anomalies.uri}; "
+            f"Data validation found {len(rows)} anomalies in {', '.join(sources)}; "
             "stopping before Transform/Trainer/Pusher. Fix the data or review "
             "schema/schema.pbtxt.\n" + format_anomaly_table(rows)
         )

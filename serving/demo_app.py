@@ -122,16 +122,20 @@ def from_curated(model: InProcessBackend, curated: pd.DataFrame) -> None:
     show_answer(model, row, actual=row.get(features.LABEL_KEY))
 
 
+def default_week(today: datetime.date) -> pd.DataFrame:
+    """The editable week the demo starts from: dry, mild days ending `today`."""
+    start = today - datetime.timedelta(days=WEEK - 1)
+    return pd.DataFrame({
+        "date": [start + datetime.timedelta(days=n) for n in range(WEEK)],
+        "precipitation": [0.0] * (WEEK - 1) + [4.0], "temp_max": [12.0] * WEEK,
+        "temp_min": [5.0] * WEEK, "wind": [3.0] * WEEK, "weather": ["sun"] * (WEEK - 1) + ["rain"],
+    })
+
+
 def typed_week(model: InProcessBackend) -> None:
     station = st.text_input("Station", "seattle")
     today = st.date_input("Today", datetime.date.today())
-    start = today - datetime.timedelta(days=WEEK - 1)
-    week = pd.DataFrame({
-        "date": [start + datetime.timedelta(days=n) for n in range(WEEK)],
-        "precipitation": [0.0] * WEEK, "temp_max": [12.0] * WEEK, "temp_min": [5.0] * WEEK,
-        "wind": [3.0] * WEEK, "weather": ["sun"] * WEEK,
-    })
-    edited = st.data_editor(week, disabled=["date"], hide_index=True)
+    edited = st.data_editor(default_week(today), disabled=["date"], hide_index=True)
     try:
         days = [observations.check(observations.Observation(
             r["date"], float(r["precipitation"]), float(r["temp_max"]), float(r["temp_min"]),

@@ -3,26 +3,52 @@
 Usage (defaults run the bundled Seattle data into ./runs/):
   python local_runner.py [--raw-data 'my/*.csv' --station my_station] ...
 
-Spark curation only writes a new span when the raw data changed; the TFX
-pipeline runs with LocalDagRunner, Beam's DirectRunner and SQLite ML Metadata
-under the pipeline root, with caching on, then a summary is printed.
-Exit codes: 0 ran (blessed or not), 1 data rejected (curation error or
-anomalies), 2 any other pipeline failure.
+Flags are checked first (types, ranges, writable locations); then the run
+takes an exclusive lock on its data, pipeline and serving directories (one
+run at a time), cleans up after dead runs, runs Spark curation (which only
+writes a new span when the raw data changed), and runs the TFX pipeline with
+LocalDagRunner, Beam's DirectRunner and SQLite ML Metadata under the
+pipeline root, with caching on. The summary of this run (by its own run id)
+is printed and written as an HTML report.
+
+Exit codes (docs/reliability.md):
+  0 ran (blessed or not)          1 data rejected (curation error, anomalies, drift)
+  2 usage error (bad flag or unwritable location; nothing was done)
+  3 any other failure             4 another run holds the lock (nothing was done)
+Errors are one line without a traceback unless --verbose.
 """
 import argparse
+import contextlib
+import datetime
+import fcntl
+import json
 import os
+import socket
 import sys
-from typing import List, Optional
+import traceback
+from typing import Dict, Iterator, List, Optional
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_RUNS_DIR = os.path.join(REPO_ROOT, "runs")
 SCHEMA_PATH = os.path.join(REPO_ROOT, "schema", "schema.pbtxt")
 METADATA_FILE = "metadata.sqlite"
 REPORTS_DIR = "reports"
+LOCK_FILE = ".run.lock"
+
+EXIT_OK = 0
+EXIT_DATA_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+EXIT_LOCKED = 4
+
+
+class RunLockedError(RuntimeError):
+    """Another run holds the lock of a directory this run needs."""
 
 
 def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from pipeline.runner_settings import add_shared_flags
+    """Parses and validates the flags; a bad one exits 2 naming it (argparse)."""
+    from pipeline.runner_settings import add_shared_flags, unwritable_reason
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_argument_group("data")
@@ -38,17 +64,93 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     group.add_argument("--pipeline-root", default=None, help="default <runs-dir>/pipeline")
     group.add_argument("--serving-base", default=None, help="default <runs-dir>/serving")
     add_shared_flags(parser, default_beam_workers=0)
+    parser.add_argument("--verbose", action="store_true",
+                        help="print tracebacks of errors (default: one line per error)")
     flags = parser.parse_args(argv)
     runs_dir = os.path.abspath(flags.runs_dir)
-    flags.data_dir = os.path.abspath(flags.data_dir or os.path.join(runs_dir, "data"))
-    flags.pipeline_root = os.path.abspath(flags.pipeline_root or os.path.join(runs_dir, "pipeline"))
-    flags.serving_base = os.path.abspath(flags.serving_base or os.path.join(runs_dir, "serving"))
+    checks = []
+    for name, sub in (("data_dir", "data"), ("pipeline_root", "pipeline"), ("serving_base", "serving")):
+        given = getattr(flags, name)
+        setattr(flags, name, os.path.abspath(given or os.path.join(runs_dir, sub)))
+        checks.append(("--" + name.replace("_", "-") if given else "--runs-dir", getattr(flags, name)))
+    # Writable before anything runs (Spark, training): a usage error naming the flag.
+    for flag, path in checks:
+        reason = unwritable_reason(path)
+        if reason:
+            parser.error(f"argument {flag}: {path} is not writable: {reason}")
     if flags.raw_data is None:
         from vega_datasets import local_data
 
         flags.raw_data = [local_data.seattle_weather.filepath]
         flags.station = flags.station or "seattle"
     return flags
+
+
+# --- one run at a time --------------------------------------------------------
+
+
+def _lock_dirs(flags: argparse.Namespace) -> List[str]:
+    """Every directory a run writes, each locked (deduplicated, sorted)."""
+    return sorted({flags.data_dir, flags.pipeline_root, flags.serving_base})
+
+
+def read_lock_holder(lock_path: str) -> Dict:
+    """What the holder of `lock_path` wrote about itself ({} if nothing yet)."""
+    try:
+        with open(lock_path) as f:
+            return json.loads(f.read() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_holder(holder: Dict) -> str:
+    if not holder:
+        return "another run (it has not recorded its pid yet)"
+    return (f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')}, started {holder.get('started_at', '?')})")
+
+
+@contextlib.contextmanager
+def run_lock(directories: List[str], record: Dict) -> Iterator[None]:
+    """Exclusive, non-blocking fcntl locks on `<dir>/.run.lock` of each directory.
+
+    The kernel releases them when the process ends, however it ends, so a
+    killed run never leaves a stale lock. The holder writes `record` (pid,
+    start time, run id) into each lock file for the message another run
+    prints.
+
+    Raises:
+      RunLockedError: a lock is held by another process; nothing is kept.
+    """
+    held = []
+    try:
+        for directory in directories:
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, LOCK_FILE)
+            handle = open(path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise RunLockedError(
+                    f"{directory} is in use by {describe_holder(read_lock_holder(path))}; "
+                    f"one run at a time per runs directory (lock file {path}). "
+                    "Wait for it to finish, or use another --runs-dir.") from None
+            held.append(handle)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(record))
+            handle.flush()
+        yield
+    finally:
+        for handle in held:
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+            handle.close()  # closing releases the flock
+
+
+# --- the run ------------------------------------------------------------------
 
 
 def curate(flags: argparse.Namespace):
@@ -69,8 +171,30 @@ def curate(flags: argparse.Namespace):
     return result
 
 
-def run_pipeline(flags: argparse.Namespace) -> int:
-    """Runs the TFX pipeline and prints its summary; returns the exit code."""
+def new_run_id() -> str:
+    """A pipeline run id as LocalDagRunner makes them (ISO time), chosen here
+    so the summary can read exactly this run back from ML Metadata."""
+    return datetime.datetime.now().isoformat()
+
+
+def _runner(run_id: str):
+    from tfx import v1 as tfx
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    class OwnRunIdLocalDagRunner(tfx.orchestration.LocalDagRunner):
+        """LocalDagRunner running under a run id the caller knows."""
+
+        def run_with_ir(self, pipeline, run_options=None, **kwargs):
+            runtime_parameter_utils.substitute_runtime_parameter(
+                pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+            return super().run_with_ir(pipeline, run_options=run_options, **kwargs)
+
+    return OwnRunIdLocalDagRunner()
+
+
+def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None) -> int:
+    """Runs the TFX pipeline and prints the summary of this run; returns the exit code."""
     from tfx import v1 as tfx
 
     from components.data_validation.component import DataAnomaliesError
@@ -80,44 +204,77 @@ def run_pipeline(flags: argparse.Namespace) -> int:
     from pipeline.run_summary import collect_run_summary, format_run_summary
     from pipeline.runner_settings import pipeline_config_from_flags
 
+    run_id = run_id or new_run_id()
     config = pipeline_config_from_flags(
         flags,
         pipeline_root=flags.pipeline_root,
         curated_root=os.path.join(flags.data_dir, CURATED_DIR),
         schema_path=SCHEMA_PATH,
         serving_base=flags.serving_base,
+        drift_metadata_path=os.path.join(flags.pipeline_root, METADATA_FILE),
     )
     connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(flags.pipeline_root, METADATA_FILE)
     )
-    exit_code = 0
+    exit_code = EXIT_OK
     try:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, connection_config))
+        _runner(run_id).run(create_pipeline(config, connection_config))
     except DataAnomaliesError as error:
         print(f"Pipeline stopped: {error}", file=sys.stderr)
-        exit_code = 1
+        exit_code = EXIT_DATA_REJECTED
     except Exception as error:  # reported with the summary, then re-signalled by the exit code
         print(f"Pipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
-        exit_code = 2
-    summary = collect_run_summary(connection_config, config.pipeline_name)
-    if summary is not None:
-        print()
-        print(format_run_summary(summary))
-        report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
-        print(f"\nReport: {report}")
+        if flags.verbose:
+            traceback.print_exc()
+        exit_code = EXIT_FAILED
+    summary = collect_run_summary(connection_config, config.pipeline_name, run_id=run_id)
+    if summary is None:
+        print(f"\nRun {run_id}: no component ran.")
+        return exit_code
+    print()
+    print(format_run_summary(summary))
+    report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
+    print(f"\nReport: {report}")
     return exit_code
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    flags = parse_flags(argv)
+def _run(flags: argparse.Namespace, run_id: str) -> int:
     from components.spark_curation.job import CurationError
 
     try:
         curate(flags)
     except CurationError as error:
         print(f"Curation failed: {error}", file=sys.stderr)
-        return 1
-    return run_pipeline(flags)
+        return EXIT_DATA_REJECTED
+    return run_pipeline(flags, run_id)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        flags = parse_flags(argv)
+    except SystemExit as exit_:  # argparse: usage errors exit 2, --help 0
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    run_id = new_run_id()
+    record = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+              "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "argv": list(sys.argv[1:] if argv is None else argv)}
+    try:
+        with run_lock(_lock_dirs(flags), record):
+            print(f"Run {run_id} (pid {record['pid']})")
+            return _run(flags, run_id)
+    except RunLockedError as error:
+        print(f"Not started: {error}", file=sys.stderr)
+        return EXIT_LOCKED
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:  # anything not handled above: one line unless --verbose
+        print(f"Failed: {type(error).__name__}: {error}", file=sys.stderr)
+        if flags.verbose:
+            traceback.print_exc()
+        else:
+            print("(run again with --verbose for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

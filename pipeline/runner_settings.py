@@ -5,6 +5,10 @@ Each runner adds its own flags (paths, image, endpoint) and calls
 threshold and Beam settings are defined once.
 """
 import argparse
+import math
+import os
+import tempfile
+from typing import Optional, Tuple
 
 from pipeline.config import (
     DEFAULT_MODEL_NAME,
@@ -25,7 +29,7 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group = parser.add_argument_group("pipeline")
     group.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
     group.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    group.add_argument("--span-window", type=int, default=1,
+    group.add_argument("--span-window", type=positive_int, default=1,
                        help="number of latest curated spans to read (1 = latest only)")
     group.add_argument("--no-cache", action="store_true", help="disable TFX caching")
     group.add_argument("--keep-versions", type=_keep_versions, default=_PIPELINE_DEFAULTS.keep_versions,
@@ -33,27 +37,121 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
                             "(at least 2, so the version being served is never removed before "
                             "the server has loaded its successor; 0 = keep all)")
     group = parser.add_argument_group("training")
-    group.add_argument("--train-steps", type=int, default=_TRAINING_DEFAULTS.train_steps)
-    group.add_argument("--eval-steps", type=int, default=_TRAINING_DEFAULTS.eval_steps)
-    group.add_argument("--batch-size", type=int, default=_TRAINING_DEFAULTS.batch_size)
-    group.add_argument("--learning-rate", type=float, default=_TRAINING_DEFAULTS.learning_rate)
-    group.add_argument("--hidden-units", default=",".join(map(str, _TRAINING_DEFAULTS.hidden_units)),
-                       help="comma-separated layer sizes, e.g. 32,16")
-    group.add_argument("--seed", type=int, default=_TRAINING_DEFAULTS.seed,
+    group.add_argument("--train-steps", type=positive_int, default=_TRAINING_DEFAULTS.train_steps)
+    group.add_argument("--eval-steps", type=positive_int, default=_TRAINING_DEFAULTS.eval_steps)
+    group.add_argument("--batch-size", type=positive_int, default=_TRAINING_DEFAULTS.batch_size)
+    group.add_argument("--learning-rate", type=positive_float, default=_TRAINING_DEFAULTS.learning_rate)
+    group.add_argument("--hidden-units", type=hidden_units,
+                       default=_TRAINING_DEFAULTS.hidden_units,
+                       help="comma-separated positive layer sizes, e.g. 32,16")
+    group.add_argument("--seed", type=non_negative_int, default=_TRAINING_DEFAULTS.seed,
                        help="seeds weight initialisation, so a run is repeatable")
     group = parser.add_argument_group("blessing thresholds")
-    group.add_argument("--min-auc", type=float, default=_THRESHOLD_DEFAULTS.min_auc)
-    group.add_argument("--max-auc-decrease", type=float, default=_THRESHOLD_DEFAULTS.max_auc_decrease,
+    group.add_argument("--min-auc", type=auc_floor, default=_THRESHOLD_DEFAULTS.min_auc,
+                       help="absolute AUC floor, 0 < value <= 1")
+    group.add_argument("--max-auc-decrease", type=non_negative_float,
+                       default=_THRESHOLD_DEFAULTS.max_auc_decrease,
                        help="how far below the latest blessed model's AUC a candidate may be")
     group = parser.add_argument_group("beam")
-    group.add_argument("--beam-workers", type=int, default=default_beam_workers,
+    group.add_argument("--beam-workers", type=non_negative_int, default=default_beam_workers,
                        help="0 = in-memory DirectRunner; N = N worker processes")
     group.add_argument("--beam-arg", action="append", default=[],
                        help="extra Beam pipeline option, repeatable")
 
 
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be > 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g}: must be > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g}: must be >= 0")
+    return value
+
+
+def auc_floor(text: str) -> float:
+    """An AUC floor: AUC lies in [0, 1], so a floor above 1 can never bless."""
+    value = _number(text, float)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{value:g}: an AUC lies in [0, 1], so the floor must be > 0 and <= 1")
+    return value
+
+
+def hidden_units(text: str) -> Tuple[int, ...]:
+    """'32,16' -> (32, 16); every size a positive integer, at least one."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not p for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give comma-separated positive layer sizes, e.g. 32,16")
+    sizes = []
+    for part in parts:
+        try:
+            size = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} in {text!r} is not an integer layer size") from None
+        if size <= 0:
+            raise argparse.ArgumentTypeError(f"{size} in {text!r}: layer sizes must be > 0")
+        sizes.append(size)
+    return tuple(sizes)
+
+
+def unwritable_reason(path: str) -> Optional[str]:
+    """Why files cannot be created under directory `path` (None: they can).
+
+    The path itself or, if it does not exist yet, its nearest existing
+    ancestor is probed by creating (and removing) a temporary file, which
+    also catches read-only file systems and a file where a directory is
+    needed. Nothing is left behind.
+    """
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"{probe} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        return f"cannot create files in {probe} ({error.strerror or error})"
+    return None
+
+
 def _keep_versions(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value != 0 and value < 2:
         raise argparse.ArgumentTypeError(
             f"{value}: keep at least 2 versions (the served one and its successor), or 0 for all")
@@ -68,6 +166,7 @@ def pipeline_config_from_flags(
     schema_path: str,
     serving_base: str,
     server_model_base_path: str = None,
+    drift_metadata_path: str = None,
 ) -> PipelineConfig:
     """The PipelineConfig for parsed shared flags plus runner-resolved paths."""
     return PipelineConfig(
@@ -84,7 +183,8 @@ def pipeline_config_from_flags(
             eval_steps=flags.eval_steps,
             batch_size=flags.batch_size,
             learning_rate=flags.learning_rate,
-            hidden_units=tuple(int(u) for u in flags.hidden_units.split(",") if u),
+            hidden_units=(hidden_units(flags.hidden_units) if isinstance(flags.hidden_units, str)
+                          else tuple(flags.hidden_units)),
             seed=flags.seed,
         ),
         thresholds=BlessingThresholds(
@@ -93,4 +193,5 @@ def pipeline_config_from_flags(
         beam_pipeline_args=tuple(beam_args(flags.beam_workers, tuple(flags.beam_arg))),
         enable_cache=not flags.no_cache,
         keep_versions=flags.keep_versions,
+        drift_metadata_path=drift_metadata_path,
     )

@@ -39,10 +39,13 @@ class BlessingThresholds:
       min_auc: absolute floor on the candidate's eval AUC.
       max_auc_decrease: how much lower than the latest blessed model's AUC the
         candidate may score and still be blessed (0 = must not be worse).
+      min_eval_examples: fewest eval examples a blessing may rest on; fewer
+        and the candidate is not blessed (its metrics mean little).
     """
 
     min_auc: float = 0.65
     max_auc_decrease: float = 0.01
+    min_eval_examples: int = 100
 
 
 @dataclasses.dataclass(frozen=True)

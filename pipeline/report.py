@@ -131,9 +131,11 @@ def _evaluation(summary: RunSummary, sliced: List[dict]) -> str:
     candidate = evaluation.metrics.get(evaluation_results.CANDIDATE, {})
     baseline = evaluation.metrics.get(evaluation_results.BASELINE, {})
     rows = []
-    for name in sorted(candidate):
+    for name in sorted(set(candidate) | set(evaluation.undefined)):
         rule = evaluation.thresholds.get(name, {})
-        rows.append([name, candidate[name], baseline.get(name, ""),
+        value = (f"undefined ({evaluation.undefined[name]})" if name in evaluation.undefined
+                 else candidate[name])
+        rows.append([name, value, baseline.get(name, ""),
                      rule.get("lower_bound", ""), rule.get("max_decrease", "")])
     verdict = ('<p class="ok">Blessed: all thresholds met'
                + (" against the latest blessed model" if evaluation.has_baseline
@@ -141,7 +143,11 @@ def _evaluation(summary: RunSummary, sliced: List[dict]) -> str:
                if evaluation.blessed else
                '<p class="bad">Not blessed:</p><ul>'
                + "".join(f"<li>{_esc(f)}</li>" for f in evaluation.failures) + "</ul>")
+    from pipeline.run_summary import eval_size, train_eval_gap
+
     parts = [verdict,
+             f"<p>Eval examples: {_esc(eval_size(evaluation))}</p>",
+             f"<p>Train/eval gap: {_esc(train_eval_gap(summary))}</p>",
              _table(["metric", "candidate", "baseline", "min value", "max decrease vs baseline"], rows, 1),
              metrics_svg(candidate, baseline, evaluation.thresholds)]
     if sliced:

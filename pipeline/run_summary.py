@@ -55,6 +55,8 @@ class RunSummary:
     baseline_source: str = ""
     # What the drift check compared (None: the DriftValidator did not run).
     drift_note: Optional[str] = None
+    # Keras' training metrics of the candidate (epoch averages), for the gap.
+    train_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def status_of(self, node_id: str) -> Optional[str]:
         return next((c.status for c in self.components if c.node_id == node_id), None)
@@ -139,6 +141,8 @@ def _read_outputs(store, execution, summary: RunSummary, node_id: str = "") -> N
                 summary.drift_note = (
                     props[drift.DRIFT_NOTE].string_value if drift.DRIFT_NOTE in props else "")
 
+        elif kind == "ModelRun":
+            summary.train_metrics = evaluation_results.keras_train_metrics(artifact.uri)
         elif kind == "ModelEvaluation":
             summary.evaluation_uri = artifact.uri
             summary.evaluation = evaluation_results.summarize(artifact.uri)
@@ -192,14 +196,19 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
     lines = ["Evaluation (overall slice):"]
     candidate = evaluation.metrics.get(evaluation_results.CANDIDATE, {})
     baseline = evaluation.metrics.get(evaluation_results.BASELINE, {})
-    for name in sorted(candidate):
-        text = f"  {name:<20}{candidate[name]:>10.4f}"
+    for name in sorted(set(candidate) | set(evaluation.undefined)):
+        if name in evaluation.undefined:
+            text = f"  {name:<20}{'undefined':>10}   ({evaluation.undefined[name]})"
+        else:
+            text = f"  {name:<20}{candidate[name]:>10.4f}"
         if name in baseline:
             text += f"   baseline {baseline[name]:.4f}"
         rule = evaluation.thresholds.get(name)
         if rule:
             text += "   threshold " + _describe_threshold(rule, evaluation.has_baseline)
         lines.append(text)
+    lines.append(f"Eval examples: {eval_size(evaluation)}")
+    lines.append(f"Train/eval gap: {train_eval_gap(summary)}")
     compared = ""
     if evaluation.has_baseline:
         served = ("" if summary.baseline_version is None else
@@ -215,10 +224,37 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
     return lines
 
 
+def eval_size(evaluation: evaluation_results.EvaluationSummary) -> str:
+    if evaluation.eval_examples is None:
+        return "not counted"
+    floor = evaluation.thresholds.get(evaluation_results.EXAMPLE_COUNT, {}).get("lower_bound")
+    if floor is None:
+        return str(evaluation.eval_examples)
+    verdict = "enough" if evaluation.eval_examples >= floor else "too few to bless"
+    return f"{evaluation.eval_examples} (minimum {floor:g}: {verdict})"
+
+
+def train_eval_gap(summary: RunSummary) -> str:
+    """Train AUC (Keras, over the training epoch) vs eval AUC (TFMA), and the gap."""
+    evaluation = summary.evaluation
+    train = summary.train_metrics.get(evaluation_results.AUC)
+    if train is None:
+        return "no training AUC recorded"
+    if evaluation is None or evaluation_results.AUC in evaluation.undefined:
+        return f"train AUC {train:.4f}, eval AUC undefined"
+    eval_auc = evaluation.metrics.get(evaluation_results.CANDIDATE, {}).get(evaluation_results.AUC)
+    if eval_auc is None:
+        return f"train AUC {train:.4f}, eval AUC not computed"
+    return (f"train AUC {train:.4f} (Keras, averaged over training) vs eval AUC "
+            f"{eval_auc:.4f}: gap {train - eval_auc:+.4f}")
+
+
 def _describe_threshold(rule: Dict[str, float], has_baseline: bool) -> str:
     parts = []
     if "lower_bound" in rule:
         parts.append(f">= {rule['lower_bound']:g}")
+    if "upper_bound" in rule:
+        parts.append(f"<= {rule['upper_bound']:g}")
     if "max_decrease" in rule:
         parts.append(f"no more than {rule['max_decrease']:g} below baseline"
                      + ("" if has_baseline else " (no baseline yet)"))

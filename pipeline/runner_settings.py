@@ -52,6 +52,9 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group.add_argument("--max-auc-decrease", type=non_negative_float,
                        default=_THRESHOLD_DEFAULTS.max_auc_decrease,
                        help="how far below the latest blessed model's AUC a candidate may be")
+    group.add_argument("--min-eval-examples", type=positive_int,
+                       default=_THRESHOLD_DEFAULTS.min_eval_examples,
+                       help="fewest eval examples a blessing may rest on")
     group = parser.add_argument_group("beam")
     group.add_argument("--beam-workers", type=non_negative_int, default=default_beam_workers,
                        help="0 = in-memory DirectRunner; N = N worker processes")
@@ -188,7 +191,9 @@ def pipeline_config_from_flags(
             seed=flags.seed,
         ),
         thresholds=BlessingThresholds(
-            min_auc=flags.min_auc, max_auc_decrease=flags.max_auc_decrease
+            min_auc=flags.min_auc, max_auc_decrease=flags.max_auc_decrease,
+            min_eval_examples=getattr(flags, "min_eval_examples",
+                                      _THRESHOLD_DEFAULTS.min_eval_examples),
         ),
         beam_pipeline_args=tuple(beam_args(flags.beam_workers, tuple(flags.beam_arg))),
         enable_cache=not flags.no_cache,

@@ -44,6 +44,7 @@ def no_work(monkeypatch):
     ("--seed", "-1", "must be >= 0"),
     ("--beam-workers", "-2", "must be >= 0"),
     ("--keep-versions", "1", "keep at least 2 versions"),
+    ("--min-eval-examples", "0", "must be > 0"),
 ])
 def test_bad_value_is_a_usage_error_naming_the_flag(flag, value, says, tmp_path, no_work, capsys):
     code = local_runner.main(["--runs-dir", str(tmp_path / "runs"), flag, value])

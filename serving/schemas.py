@@ -1,9 +1,23 @@
 """Request and response bodies of the prediction service (they make the OpenAPI docs)."""
 from typing import Any, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
+from typing_extensions import Annotated
 
 from models import features
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic's lax float takes true/false as 1.0/0.0; for a measurement that is a bug.
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+# A measurement: numbers or numeric strings, finite (NaN/Infinity, which
+# Python's JSON parser accepts, are values the curation job quarantines).
+Measurement = Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]
+
 
 class DayIn(BaseModel):
     """One day of raw observations, in the input contract's units."""
@@ -12,13 +26,11 @@ class DayIn(BaseModel):
         "date": "2015-12-31", "precipitation": 0.0, "temp_max": 5.6, "temp_min": -2.1,
         "wind": 3.5, "weather": "sun"}})
 
-    # Finite numbers only: NaN/Infinity (which Python's JSON parser accepts)
-    # are values the curation job quarantines.
     date: str = Field(description="yyyy-MM-dd or yyyy/MM/dd")
-    precipitation: float = Field(allow_inf_nan=False, description="mm per day, >= 0")
-    temp_max: float = Field(allow_inf_nan=False, description="deg C, within [-90, 60]")
-    temp_min: float = Field(allow_inf_nan=False, description="deg C, <= temp_max")
-    wind: float = Field(allow_inf_nan=False, description="m/s, >= 0")
+    precipitation: Measurement = Field(description="mm per day, >= 0")
+    temp_max: Measurement = Field(description="deg C, within [-90, 60]")
+    temp_min: Measurement = Field(description="deg C, <= temp_max")
+    wind: Measurement = Field(description="m/s, >= 0")
     weather: Optional[str] = Field(None, description="drizzle, fog, rain, snow or sun")
 
 
@@ -33,12 +45,11 @@ def _feature_row_model():
     fields: Dict[str, Any] = {}
     for key, kind in features.MODEL_FEATURES.items():
         optional = key in features.OPTIONAL_FEATURES
-        kind_type = float if kind == features.NUMERIC else str
-        extra = {"allow_inf_nan": False} if kind == features.NUMERIC else {}
+        kind_type = Measurement if kind == features.NUMERIC else str
         if optional:
-            fields[key] = (Optional[kind_type], Field(None, **extra))
+            fields[key] = (Optional[kind_type], Field(None))
         else:
-            fields[key] = (kind_type, Field(..., **extra))
+            fields[key] = (kind_type, Field(...))
     return create_model("FeatureRow", __config__=ConfigDict(extra="forbid"), **fields)
 
 

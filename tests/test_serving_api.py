@@ -172,6 +172,7 @@ def test_fewer_than_seven_days_is_a_missing_day(service):
 @pytest.mark.parametrize("index, field, value, message", [
     (2, "precipitation", "abc", "non-numeric value in precipitation"),
     (0, "wind", "n/a", "non-numeric value in wind"),
+    (5, "wind", True, "non-numeric value in wind"),
     (3, "precipitation", -1.0, "negative precipitation"),
     (6, "temp_min", 70.0, "impossible temperature"),
     (1, "date", "2012-13-01", "unparseable date"),

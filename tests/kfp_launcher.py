@@ -234,8 +234,11 @@ class PodmanBackend:
                 "-v", f"{self.object_store}:{OBJECT_STORE_MOUNT}",
                 "-v", f"{results_dir}:{RESULTS_MOUNT}"]
         if backend.scratch_volumes:
-            for directory in SCRATCH_DIRS:  # emptyDir: an empty, world-writable directory
-                args += ["--tmpfs", f"{directory}:rw,mode=1777,exec"]
+            for directory in SCRATCH_DIRS:  # emptyDir: a new host directory, mode 0777 (kubelet's)
+                empty_dir = os.path.join(results_dir, "emptydir" + directory)
+                os.makedirs(empty_dir)
+                os.chmod(empty_dir, 0o777)
+                args += ["-v", f"{empty_dir}:{directory}"]
         for claim, mount_path in self.mounts.get(executor_label, []):
             args += ["-v", f"{self.claims[claim]}:{mount_path}"]
         return args + [image]

@@ -9,13 +9,15 @@ played by tests/kfp_launcher.py from the backend's sources. Four runs on
 fresh, root-owned volumes prepared by deploy/pipeline-data's Job and loaded
 with the loader script:
 
-1. missing raw data: stops at the Spark task with the job's message (KFP 2.5+);
-2. the bundled Seattle CSV: every task runs, a version is pushed (KFP 2.5+,
-   `executor-logs` outputs on every task, emptyDir scratch volumes);
+1. missing raw data, on a KFP 2.0-2.2 pod (no scratch volumes: the launcher
+   creates /minio/... itself as uid 1000; no executor-logs): ImportSchemaGen
+   runs, the Spark task stops with the job's message;
+2. the bundled Seattle CSV on KFP 2.5+ (emptyDir scratch volumes, an
+   `executor-logs` output on every task): every task runs, a version is pushed;
 3. the same run again: only the Spark task runs, everything else is a cache
    hit, nothing is pushed;
-4. an untrained candidate on a KFP 2.0-2.2 backend (no scratch volumes, no
-   executor-logs): compared with the served version and not pushed.
+4. an untrained candidate: the tasks up to Transform are cache hits, the new
+   model is compared with the served version and not pushed.
 
 The fast tests check the Dockerfile and the spec's task names without podman.
 """
@@ -24,9 +26,7 @@ import glob
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import textwrap
 from typing import Dict, List
 
@@ -242,13 +242,13 @@ def cluster_runs(image, compiled_package, tmp_path_factory) -> ClusterRuns:
         spec, platform, image, object_store,
         claims={kf.DEFAULT_DATA_CLAIM: data, kf.DEFAULT_SERVING_CLAIM: models},
         work_dir=work, podman=containers.podman)
-    missing_raw = backend.run({"raw_data": f"{kf.DEFAULT_DATA_ROOT}/raw/missing-*.csv"})
+    missing_raw = backend.run({"raw_data": f"{kf.DEFAULT_DATA_ROOT}/raw/missing-*.csv"},
+                              backend=BACKENDS["2.0-2.2"])
     curated_after_missing_raw = bool(os.listdir(os.path.join(data, "curated")))
     first = backend.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
     unchanged = backend.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
     # One training step: an essentially untrained candidate against the served model.
-    worse = backend.run({"station": "seattle", "train_args": '{"num_steps": 1}'},
-                        backend=BACKENDS["2.0-2.2"])
+    worse = backend.run({"station": "seattle", "train_args": '{"num_steps": 1}'})
     return ClusterRuns(backend, object_store, data, models, owners, missing_raw,
                        curated_after_missing_raw, first, unchanged, worse)
 
@@ -277,7 +277,11 @@ def test_fresh_root_owned_volumes_are_prepared_and_loaded(cluster_runs):
 def test_a_run_with_missing_raw_data_stops_at_the_spark_task(cluster_runs):
     statuses = {name: r.status for name, r in cluster_runs.missing_raw.items()}
     assert statuses.pop(node_ids.SPARK_CURATION) == "FAILED"
-    assert set(statuses) <= {node_ids.SCHEMA_GEN}  # the only task that does not wait for it
+    # The only task that does not wait for it; uploaded from the image's own /minio.
+    assert statuses == {node_ids.SCHEMA_GEN: "COMPLETE"}
+    schema = cluster_runs.missing_raw[node_ids.SCHEMA_GEN].outputs
+    assert EXECUTOR_LOGS not in schema  # no log publishing before KFP 2.5
+    assert os.path.isfile(os.path.join(cluster_runs.backend.host_path(schema["schema"]["uri"]), "schema.pbtxt"))
     log = cluster_runs.missing_raw[node_ids.SPARK_CURATION].log
     assert f"Input '{kf.DEFAULT_DATA_ROOT}/raw/missing-*.csv' matches no file" in log
     assert not cluster_runs.curated_after_missing_raw
@@ -290,8 +294,7 @@ def test_first_run_pushes_with_object_store_uris(cluster_runs, compiled_package)
     first, backend = cluster_runs.first, cluster_runs.backend
     statuses = {n: r.status for n, r in first.items()}
     assert set(statuses) == set(spec.root.dag.tasks), _failures(first)
-    # ImportSchemaGen already ran (same inputs) beside the failed Spark task of the run before.
-    assert statuses.pop(node_ids.SCHEMA_GEN) == "CACHED"
+    # Every task ran: the outputs spec differs from the KFP 2.0 run's (executor-logs).
     assert set(statuses.values()) == {"COMPLETE"}, _failures(first)
     for name, result in first.items():
         for key, artifact in result.outputs.items():
@@ -333,12 +336,16 @@ def test_an_unchanged_run_is_answered_from_the_cache_and_pushes_nothing(cluster_
 
 @pytest.mark.image
 @needs_podman
-def test_worse_candidate_on_kfp_2_0_is_compared_with_the_served_version_and_not_pushed(cluster_runs):
+def test_worse_candidate_is_compared_with_the_served_version_and_not_pushed(cluster_runs):
     from components import evaluation_results
 
     worse = cluster_runs.worse
-    assert all(r.status == "COMPLETE" for r in worse.values()), _failures(worse)
-    assert all(EXECUTOR_LOGS not in r.outputs for r in worse.values())  # no log publishing before 2.5
+    statuses = {n: r.status for n, r in worse.items()}
+    assert "FAILED" not in statuses.values(), _failures(worse)
+    # New train_args: the Trainer and what follows it run; the data did not change.
+    assert {n for n, s in statuses.items() if s == "COMPLETE"} == {
+        node_ids.SPARK_CURATION, node_ids.TRAINER, node_ids.BASELINE_MODEL, node_ids.EVALUATOR,
+        node_ids.PUSHER}
     (version,) = _versions(cluster_runs.models)
     baseline = worse[node_ids.BASELINE_MODEL].outputs["model"]["metadata"]
     assert baseline["baseline_found"] == 1 and baseline["baseline_version"] == int(version)

@@ -5,7 +5,9 @@ Usage (defaults run the bundled Seattle data into ./runs/):
 
 Flags are checked first (types, ranges, writable locations); then the run
 takes an exclusive lock on its data, pipeline and serving directories (one
-run at a time), cleans up after dead runs, runs Spark curation (which only
+run at a time), cleans up after dead runs (executions left RUNNING in ML
+Metadata are marked FAILED; unloadable version directories in the serving
+base are moved aside to hidden `.rejected-*` names), runs Spark curation (which only
 writes a new span when the raw data changed), and runs the TFX pipeline with
 LocalDagRunner, Beam's DirectRunner and SQLite ML Metadata under the
 pipeline root, with caching on. The summary of this run (by its own run id)
@@ -171,6 +173,73 @@ def curate(flags: argparse.Namespace):
     return result
 
 
+# --- clean-up after dead runs ---------------------------------------------------
+
+REJECTED_PREFIX = ".rejected-"
+# A version missing these cannot be loaded; TF Serving would still try it as
+# the newest version, so it is moved aside.
+_UNLOADABLE = ("missing saved_model.pb", "missing variables")
+
+
+def fail_abandoned_executions(flags: argparse.Namespace, run_id: str) -> List[str]:
+    """Executions a dead run left NEW/RUNNING in ML Metadata, now marked FAILED."""
+    path = os.path.join(flags.pipeline_root, METADATA_FILE)
+    if not os.path.exists(path):
+        return []
+    from pipeline import artifact_lookup
+
+    store = artifact_lookup.open_store(flags.pipeline_root)
+    found = artifact_lookup.fail_unfinished_executions(
+        store, flags.pipeline_name, flags.pipeline_root,
+        note=f"left unfinished by a run that died; marked FAILED by run {run_id}")
+    notes = []
+    for item in found:
+        outputs = ", ".join(item["outputs"]) or "none on disk"
+        notes.append(
+            f"execution {item['execution_id']} ({item['node_id'] or '?'}) of run "
+            f"{item['run_id'] or '?'} was left {item['state']} by a run that died: marked FAILED; "
+            f"its unfinished outputs: {outputs}")
+    return notes
+
+
+def move_aside_broken_versions(flags: argparse.Namespace) -> List[str]:
+    """Integer version directories TF Serving could not load, renamed to hidden names.
+
+    A version without saved_model.pb (or its variables) is half-written or
+    stray; TF Serving would pick it as the newest version. It is renamed to
+    `.rejected-<version>-<UTC timestamp>` (TF Serving ignores non-integer
+    names) and kept for inspection. A loadable version without this
+    pipeline's push_metadata.json is reported and left in place.
+    """
+    from serving import model_dir as serving_dir
+
+    model_dir = os.path.join(flags.serving_base, flags.model_name)
+    notes = []
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for version in serving_dir.existing_versions(model_dir):
+        reason = serving_dir.incomplete_reason(model_dir, version)
+        if reason is None:
+            continue
+        source = os.path.join(model_dir, str(version))
+        if not reason.startswith(_UNLOADABLE):
+            notes.append(f"serving version {source} was not pushed by this pipeline ({reason}); "
+                         "left in place, TF Serving may serve it")
+            continue
+        target = os.path.join(model_dir, f"{REJECTED_PREFIX}{version}-{stamp}")
+        os.rename(source, target)
+        notes.append(f"serving version {source} is incomplete ({reason}): moved aside to "
+                     f"{target} so TF Serving never loads it")
+    return notes
+
+
+def clean_up_at_start(flags: argparse.Namespace, run_id: str) -> List[str]:
+    """Runs under the lock, before curation; prints and returns what it did."""
+    notes = fail_abandoned_executions(flags, run_id) + move_aside_broken_versions(flags)
+    for note in notes:
+        print(f"Clean-up: {note}")
+    return notes
+
+
 def new_run_id() -> str:
     """A pipeline run id as LocalDagRunner makes them (ISO time), chosen here
     so the summary can read exactly this run back from ML Metadata."""
@@ -193,7 +262,8 @@ def _runner(run_id: str):
     return OwnRunIdLocalDagRunner()
 
 
-def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None) -> int:
+def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
+                 cleanup: Optional[List[str]] = None) -> int:
     """Runs the TFX pipeline and prints the summary of this run; returns the exit code."""
     from tfx import v1 as tfx
 
@@ -231,6 +301,7 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None) -> int
     if summary is None:
         print(f"\nRun {run_id}: no component ran.")
         return exit_code
+    summary.cleanup = list(cleanup or [])
     print()
     print(format_run_summary(summary))
     report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
@@ -241,12 +312,13 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None) -> int
 def _run(flags: argparse.Namespace, run_id: str) -> int:
     from components.spark_curation.job import CurationError
 
+    cleanup = clean_up_at_start(flags, run_id)
     try:
         curate(flags)
     except CurationError as error:
         print(f"Curation failed: {error}", file=sys.stderr)
         return EXIT_DATA_REJECTED
-    return run_pipeline(flags, run_id)
+    return run_pipeline(flags, run_id, cleanup)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

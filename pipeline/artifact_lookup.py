@@ -102,3 +102,54 @@ def previous_span_statistics(
         if span < current_span:
             return current_span, span, artifact
     return current_span, None, None
+
+
+ABANDONED_BY = "abandoned_note"
+_UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+
+
+def fail_unfinished_executions(store, pipeline_name: str, pipeline_root: str,
+                               note: str) -> List[dict]:
+    """Marks the pipeline's NEW/RUNNING executions FAILED; returns what they were.
+
+    Call it only while no run of the pipeline is alive (the local runner
+    holds the run lock): an execution still RUNNING then belongs to a run
+    that died (killed, out of memory) and would stay RUNNING forever.
+
+    Returns:
+      One dict per execution: id, node id, run id, previous state, and the
+      output directories the run had started to write (TFX's local layout
+      `<pipeline_root>/<node_id>/<output key>/<execution id>`), which are
+      left in place and reported.
+    """
+    pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_context is None:
+        return []
+    context_types = {t.id: t.name for t in store.get_context_types()}
+    found = []
+    for execution in store.get_executions_by_context(pipeline_context.id):
+        if execution.last_known_state not in _UNFINISHED:
+            continue
+        node_id, run_id = "", ""
+        for context in store.get_contexts_by_execution(execution.id):
+            kind = context_types.get(context.type_id)
+            if kind == "node" and context.name.startswith(pipeline_name + "."):
+                node_id = context.name[len(pipeline_name) + 1:]
+            elif kind == "pipeline_run":
+                run_id = context.name
+        outputs_dir = os.path.join(pipeline_root, node_id) if node_id else ""
+        orphans = []
+        if outputs_dir and os.path.isdir(outputs_dir):
+            for key in sorted(os.listdir(outputs_dir)):
+                candidate = os.path.join(outputs_dir, key, str(execution.id))
+                if os.path.isdir(candidate):
+                    orphans.append(candidate)
+        found.append({
+            "execution_id": execution.id, "node_id": node_id, "run_id": run_id,
+            "state": metadata_store_pb2.Execution.State.Name(execution.last_known_state),
+            "outputs": orphans,
+        })
+        execution.last_known_state = metadata_store_pb2.Execution.FAILED
+        execution.custom_properties[ABANDONED_BY].string_value = note
+        store.put_executions([execution])
+    return found

@@ -96,6 +96,9 @@ def render_report(summary: RunSummary, sliced: Optional[List[dict]] = None,
     sections.append("<h2>Data statistics</h2>" + (
         _table(["split", "feature", "examples", "missing", "mean / unique", "min", "max"],
                statistics, numeric_from=2) if statistics else "<p>No statistics for this run.</p>"))
+    if summary.cleanup:
+        sections.append("<h2>Clean-up at start</h2><ul>"
+                        + "".join(f"<li>{_esc(n)}</li>" for n in summary.cleanup) + "</ul>")
     sections.append("<h2>Anomalies</h2>" + _anomalies(summary))
     sections.append("<h2>Evaluation</h2>" + _evaluation(summary, sliced or []))
     body = "\n".join(sections)

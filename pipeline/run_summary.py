@@ -57,6 +57,9 @@ class RunSummary:
     drift_note: Optional[str] = None
     # Keras' training metrics of the candidate (epoch averages), for the gap.
     train_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    # What the runner cleaned up before this run (dead runs' executions,
+    # broken serving versions); set by the runner, not read from MLMD.
+    cleanup: List[str] = dataclasses.field(default_factory=list)
 
     def status_of(self, node_id: str) -> Optional[str]:
         return next((c.status for c in self.components if c.node_id == node_id), None)
@@ -172,6 +175,9 @@ def format_run_summary(summary: RunSummary) -> str:
     for c in summary.components:
         lines.append(f"  {c.node_id:<32}{c.status:<10}{c.seconds:>8.1f}")
     lines.append("")
+    if summary.cleanup:
+        lines.append("Clean-up at start:")
+        lines += [f"  - {note}" for note in summary.cleanup]
     lines.extend(_format_validation(summary))
     lines.extend(_format_evaluation(summary))
     lines.extend(_format_push(summary))

@@ -72,13 +72,16 @@ def test_invalid_settings_are_refused(change, message):
 
 
 def test_every_key_is_one_spark_3_5_defines():
-    """Each emitted key is a ConfigEntry (or volume-key prefix) of the bundled Spark jars."""
-    from pyspark.sql import SparkSession
+    """Each emitted key is a ConfigEntry (or volume-key prefix) of the bundled Spark jars.
 
-    session = (SparkSession.builder.master("local[1]").appName("conf-keys")
-               .config("spark.ui.enabled", "false").getOrCreate())
+    Asked from a bare JVM gateway (no SparkSession, so no session shared with
+    other tests is touched).
+    """
+    from pyspark.java_gateway import launch_gateway
+
+    gateway = launch_gateway()
     try:
-        jvm = session._jvm
+        jvm = gateway.jvm
         k8s = getattr(jvm.org.apache.spark.deploy.k8s, "Config$").__getattr__("MODULE$")
         core = getattr(jvm.org.apache.spark.internal.config, "package$").__getattr__("MODULE$")
         known = {entry().key() for entry in (
@@ -93,9 +96,11 @@ def test_every_key_is_one_spark_3_5_defines():
         volume_keys = {volume_prefix + suffix for suffix in (
             k8s.KUBERNETES_VOLUMES_OPTIONS_CLAIM_NAME_KEY(), k8s.KUBERNETES_VOLUMES_MOUNT_PATH_KEY(),
             k8s.KUBERNETES_VOLUMES_MOUNT_READONLY_KEY())}
-        version = session.version
+        version = getattr(jvm.org.apache.spark, "package$").__getattr__("MODULE$").SPARK_VERSION()
     finally:
-        session.stop()
+        gateway.shutdown()
+        gateway.proc.stdin.close()  # the gateway JVM exits on EOF
+        gateway.proc.wait(timeout=60)
     assert version.startswith("3.5.")
     assert set(cluster.kubernetes_spark_conf(SETTINGS)) == known | volume_keys
 

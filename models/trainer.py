@@ -4,7 +4,7 @@ Referenced by the pipeline as "models.trainer.run_fn"; the only module of
 `models/` that imports TFX.
 """
 import logging
-from typing import List
+from typing import List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -20,6 +20,7 @@ def input_fn(
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
+    seed: Optional[int] = None,
 ) -> tf.data.Dataset:
     """Repeating (transformed features, label) batches read from `file_patterns`.
 
@@ -28,14 +29,26 @@ def input_fn(
       data_accessor: the Trainer's accessor, which knows the examples' format.
       tf_transform_output: gives the transformed schema to parse with.
       batch_size: examples per batch.
+      seed: seeds the shuffle, so the batch order is repeatable (None: random).
     """
     return data_accessor.tf_dataset_factory(
         file_patterns,
         tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size, label_key=model_lib.TRANSFORMED_LABEL_KEY
+            batch_size=batch_size, label_key=model_lib.TRANSFORMED_LABEL_KEY,
+            shuffle_seed=seed, sloppy_ordering=False,
         ),
         tf_transform_output.transformed_metadata.schema,
     ).repeat()
+
+
+def make_deterministic(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow and makes TF ops deterministic.
+
+    Called before any dataset or layer is built: a shuffle or an initializer
+    created before the global seed is set draws a random seed of its own.
+    """
+    tf_keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -57,11 +70,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     logging.info("Training with %s", hparams)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
 
+    make_deterministic(hparams.seed)
     accessor = fn_args.data_accessor
     batch_size = hparams.batch_size
-    train_dataset = input_fn(fn_args.train_files, accessor, tft_output, batch_size)
-    eval_dataset = input_fn(fn_args.eval_files, accessor, tft_output, batch_size)
-    tf_keras.utils.set_random_seed(hparams.seed)
+    train_dataset = input_fn(fn_args.train_files, accessor, tft_output, batch_size, hparams.seed)
+    eval_dataset = input_fn(fn_args.eval_files, accessor, tft_output, batch_size, hparams.seed)
     model = model_lib.build_model(tft_output, hparams)
     model_lib.train_model(
         model,

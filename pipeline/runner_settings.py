@@ -45,7 +45,8 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
                        default=_TRAINING_DEFAULTS.hidden_units,
                        help="comma-separated positive layer sizes, e.g. 32,16")
     group.add_argument("--seed", type=non_negative_int, default=_TRAINING_DEFAULTS.seed,
-                       help="seeds weight initialisation, so a run is repeatable")
+                       help="seeds weight initialisation and the input shuffle (TF ops deterministic): "
+                            "the same seed and data train the same model")
     group = parser.add_argument_group("blessing thresholds")
     group.add_argument("--min-auc", type=auc_floor, default=_THRESHOLD_DEFAULTS.min_auc,
                        help="absolute AUC floor, 0 < value <= 1")

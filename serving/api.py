@@ -10,7 +10,6 @@ import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 from fastapi import FastAPI, Path
-from fastapi.responses import JSONResponse
 
 from models import features
 from serving import errors, observations
@@ -59,6 +58,7 @@ def create_app(backend: Backend, config: ApiConfig = ApiConfig()) -> FastAPI:
         description="P(rain tomorrow) from the model the pipeline blessed and pushed. "
                     "Errors: {\"error\": {status, code, message, fields: [{field, message}]}}.",
         lifespan=lifespan,
+        default_response_class=errors.AsciiJSONResponse,
     )
     errors.install(app, config.max_body_bytes)
 
@@ -68,7 +68,8 @@ def create_app(backend: Backend, config: ApiConfig = ApiConfig()) -> FastAPI:
         version = backend.live_version()
         body = Health(status="ok" if version is not None else "no model loaded",
                       model_loaded=version is not None, live_version=version)
-        return JSONResponse(body.model_dump(), status_code=200 if version is not None else 503)
+        return errors.AsciiJSONResponse(body.model_dump(),
+                                        status_code=200 if version is not None else 503)
 
     @app.get("/livez")
     def livez() -> Dict[str, str]:

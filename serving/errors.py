@@ -7,6 +7,7 @@ Body of every error response:
                          "input": "abc"}]}}
 Bad input is always a 4xx; a 500 means a bug, a 502/503 the model server.
 """
+import json
 import logging
 import math
 from typing import Any, Dict, List, Optional, Sequence
@@ -61,8 +62,17 @@ def field_path(loc: Sequence[Any]) -> str:
     return path or "body"
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an echoed lone surrogate (valid in a JSON
+    string escape, not encodable as UTF-8) cannot turn an answer into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
 def _body(status: int, code: str, message: str, fields) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {
+    return AsciiJSONResponse(status_code=status, content={"error": {
         "status": status, "code": code, "message": message, "fields": fields}})
 
 
@@ -91,8 +101,9 @@ def install(app: FastAPI, max_body_bytes: int) -> None:
         if error.status_code == 413:
             return _body(413, "request_too_large", str(error.detail),
                          [field_error("body", str(error.detail))])
+        field = {400: "body", 404: "path", 405: "method"}.get(error.status_code)
         return _body(error.status_code, "http_error", str(error.detail),
-                     [field_error("path", str(error.detail))] if error.status_code == 404 else [])
+                     [field_error(field, str(error.detail))] if field else [])
 
     @app.exception_handler(NoModelLoaded)
     async def _no_model(request: Request, error: NoModelLoaded):

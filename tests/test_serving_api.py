@@ -250,7 +250,8 @@ def test_feature_rows_name_missing_and_unknown_features(service):
 
 @pytest.mark.parametrize("body", [
     b"{not json", b"[]", b'{"days": "yesterday"}', b'{"days": [1, 2]}', b"null",
-    b'{"days": [{"date": null}]}', b'{"rows": []}',
+    b'{"days": [{"date": null}]}', b'{"rows": []}', b"[" * 15000 + b"]" * 15000,
+    b'{"days": [], "rows": [], "extra": 1}', "{\"days\": \"\u00e9\ud800\"}".encode("utf-8", "surrogatepass"),
 ])
 def test_malformed_bodies_are_4xx_never_500(service, body):
     client, _ = service
@@ -368,3 +369,9 @@ def test_removing_the_live_version_rolls_back_to_the_newest_remaining(service, s
     assert wait_for(lambda: backend.live_version() == 100)
     response = client.post("/v1/stations/seattle/predict", json={"days": seattle_days(0, 7)})
     assert response.json()["model"]["version"] == 100
+
+
+def test_a_station_id_that_is_not_valid_unicode_is_answered_not_a_500(service):
+    client, _ = service
+    response = client.post("/v1/stations/%ED%A0%80x/predict", json={"days": seattle_days(0, 7)})
+    assert response.status_code < 500, response.text

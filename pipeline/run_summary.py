@@ -269,6 +269,8 @@ def _describe_threshold(rule: Dict[str, float], has_baseline: bool) -> str:
 
 def _format_push(summary: RunSummary) -> List[str]:
     if summary.pushed is None:
+        if summary.status_of(node_ids.PUSHER) == "FAILED":
+            return ["Push: the pusher failed, nothing pushed (see the error above)"]
         return ["Push: pusher did not run, nothing pushed"]
     if summary.pushed:
         return [f"Pushed: {summary.pushed_destination}"]

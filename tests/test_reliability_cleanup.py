@@ -147,3 +147,12 @@ def test_clean_up_runs_under_the_lock_before_curation_and_is_in_the_summary(tmp_
 
     text = format_run_summary(RunSummary("p", "r", [], cleanup=["moved aside x"]))
     assert "Clean-up at start:\n  - moved aside x" in text
+
+
+def test_summary_says_the_pusher_failed_rather_than_did_not_run():
+    from pipeline.run_summary import ComponentRun, RunSummary, format_run_summary
+
+    failed = RunSummary("p", "r", [ComponentRun("Pusher", "FAILED", 1.0)])
+    assert "Push: the pusher failed, nothing pushed" in format_run_summary(failed)
+    absent = RunSummary("p", "r", [ComponentRun("AnomalyGate", "FAILED", 1.0)])
+    assert "Push: pusher did not run, nothing pushed" in format_run_summary(absent)

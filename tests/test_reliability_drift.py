@@ -224,3 +224,16 @@ def test_drift_between_curated_spans_stops_only_the_heated_span(tmp_path):
     assert "temp_max" in message and "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in message
     assert "Jensen-Shannon divergence between current and previous is 0." in message
     assert "temp_max: COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in text3
+
+
+def test_serving_skew_uses_the_same_thresholds():
+    seattle = _seattle()
+    training = _stats(seattle[seattle.year <= 2013])
+    late = seattle[seattle.year >= 2014]
+    assert dict(drift.skew_anomalies(training, _stats(late), SCHEMA).anomaly_info) == {}
+    skewed = drift.skew_anomalies(training, _stats(_heated(late)), SCHEMA)
+    assert set(skewed.anomaly_info) == {"temp_max", "temp_min"}
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    assert all(info.reason[0].type == anomalies_pb2.AnomalyInfo.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH
+               for info in skewed.anomaly_info.values())

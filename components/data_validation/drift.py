@@ -74,7 +74,28 @@ def drift_anomalies(
     """
     import tensorflow_data_validation as tfdv
 
-    anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
+    return _comparator_findings(
+        tfdv.validate_statistics(current, schema, previous_statistics=previous))
+
+
+def skew_anomalies(
+    training: statistics_pb2.DatasetFeatureStatisticsList,
+    serving: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+) -> anomalies_pb2.Anomalies:
+    """Training/serving skew with the schema's skew comparators (same thresholds as drift).
+
+    For the prediction service: statistics of logged requests against the
+    training statistics of the served model.
+    """
+    import tensorflow_data_validation as tfdv
+
+    return _comparator_findings(
+        tfdv.validate_statistics(training, schema, serving_statistics=serving))
+
+
+def _comparator_findings(anomalies: anomalies_pb2.Anomalies) -> anomalies_pb2.Anomalies:
+    """Only the drift/skew comparator findings of a TFDV validation."""
     for feature in list(anomalies.anomaly_info):
         info = anomalies.anomaly_info[feature]
         drift_reasons = [r for r in info.reason if r.type in _COMPARATOR_TYPES]

@@ -28,16 +28,19 @@ WORKDIR /app
 # Dependencies first, from setup.py and the constraints alone, so a code
 # change does not reinstall ~3 GB of wheels: with no sources present the
 # package builds empty and only its pinned requirements land in this layer.
+# uv installs the lock (the same tool and file as scripts/bootstrap.sh);
 # pyfarmhash (a TFDV dependency) is published as source only and needs a C++
-# compiler; the compiler is removed again in the same layer.
+# compiler, removed again in the same layer. The `serve` extra is the
+# prediction service (deploy/prediction-service runs this image too).
 COPY setup.py /app/
 COPY requirements/constraints.txt /app/requirements/
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ \
-    && pip install "pip==24.2" "setuptools==75.1.0" "wheel==0.45.1" \
-    && pip install -c requirements/constraints.txt /app \
+    && pip install "uv==0.13.9" \
+    && uv pip install --system -c requirements/constraints.txt \
+         --build-constraint requirements/constraints.txt "/app[serve]" \
     && apt-get purge -y --auto-remove g++ \
-    && rm -rf /var/lib/apt/lists/* /app/build /app/*.egg-info
+    && rm -rf /var/lib/apt/lists/* /app/build /app/*.egg-info /root/.cache
 
 # The repository (see .dockerignore), installed as a regular, non-editable
 # package: Beam's worker processes and the task entrypoint import
@@ -45,9 +48,10 @@ RUN apt-get update \
 # curated schema stays at /app/schema/schema.pbtxt, the default of
 # kubeflow_runner.py's --schema-path.
 COPY . /app
-RUN pip install --no-deps --force-reinstall -c requirements/constraints.txt /app \
-    && pip check \
-    && rm -rf /app/build /app/*.egg-info
+RUN uv pip install --system --no-deps --reinstall -c requirements/constraints.txt \
+         --build-constraint requirements/constraints.txt /app \
+    && uv pip check --system \
+    && rm -rf /app/build /app/*.egg-info /root/.cache
 
 # Tasks run as uid 1000, the uid deploy/'s TF Serving pods use for the shared
 # serving volume, in a writable home (Spark and TF keep caches there). Working

@@ -94,12 +94,14 @@ chroot "$ROOTFS" /sbin/ldconfig
 # through a TLS-intercepting proxy has that proxy's CA in its bundle, and pip
 # in the build needs it. Kept under /usr/local/share/ca-certificates so that
 # update-ca-certificates (run again when the JRE is installed) keeps it; pip
-# is pointed at the system bundle (it uses its own certifi copy otherwise).
+# and uv are pointed at the system bundle (they use their own roots otherwise).
 HOST_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 if [ -f "$HOST_BUNDLE" ]; then
   cp "$HOST_BUNDLE" "$ROOTFS/usr/local/share/ca-certificates/build-host-trust.crt"
   chroot "$ROOTFS" update-ca-certificates >/dev/null
   printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > "$ROOTFS/etc/pip.conf"
+  mkdir -p "$ROOTFS/etc/uv"  # uv: the system trust store instead of its bundled roots
+  printf 'native-tls = true\n' > "$ROOTFS/etc/uv/uv.toml"
 fi
 rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
 chroot "$ROOTFS" /usr/local/bin/python3 -c 'import ssl, sqlite3, ctypes, lzma, bz2, uuid, zlib; print("stdlib ok")'

@@ -59,7 +59,7 @@ def test_dockerfile_base_is_our_python_and_installs_the_pins():
     assert version, f"expected a pinned python:X.Y.Z-slim-bookworm base, got {base}"
     with open(os.path.join(REPO_ROOT, ".python-version")) as f:
         assert version.group(1) == f.read().strip()
-    assert "-c requirements/constraints.txt /app" in dockerfile
+    assert 'uv pip install --system -c requirements/constraints.txt' in dockerfile
     assert "openjdk-17-jre-headless" in dockerfile  # pyspark
     # pyfarmhash (TFDV) is source-only: the dependency layer needs a C++ compiler.
     assert re.search(r"apt-get install[^\n]*\bg\+\+", dockerfile)

@@ -82,3 +82,11 @@ def test_readme_start_command_and_curl_on_the_pipelines_pushed_model(pipeline_ru
     result = check_service_on(os.path.join(pipeline_runs.runs_dir, "serving"),
                               str(tmp_path / "service.log"))
     assert_answer_from(pipeline_runs.model_dir, newest, result)
+
+
+def test_the_example_request_file_is_the_readme_curls_body():
+    path, body = readme_curl()
+    with open(os.path.join(REPO_ROOT, "serving", "example_request.json")) as f:
+        assert json.load(f) == body
+    assert path == "/v1/stations/seattle/predict"
+    assert "-d @serving/example_request.json" in open(README).read().replace("\n", " ")

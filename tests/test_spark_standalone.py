@@ -271,7 +271,7 @@ class SpanWatcher:
             kind = os.path.basename(os.path.dirname(path))
             required = [MANIFEST_FILE, "_SUCCESS"] if kind == job.CURATED_DIR else ["_SUCCESS"]
             missing = [name for name in required if not os.path.exists(os.path.join(path, name))]
-            if missing and path not in self.incomplete:
+            if missing and not any(seen.startswith(path + " ") for seen in self.incomplete):
                 self.incomplete.append(f"{path} (missing {missing})")
 
 

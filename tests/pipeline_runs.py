@@ -13,6 +13,7 @@ import dataclasses
 import glob
 import io
 import os
+import re
 from typing import Dict, List, Optional
 
 import pyarrow as pa
@@ -69,7 +70,10 @@ def run_once(runs_dir: str, *extra: str) -> RunRecord:
 
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(flags.pipeline_root, local_runner.METADATA_FILE))
-    summary = collect_run_summary(connection, flags.pipeline_name)
+    # The run id the runner announced: its summary describes that run.
+    announced = re.search(r"^Run (\S+) \(pid \d+\)$", out.getvalue(), re.MULTILINE)
+    summary = collect_run_summary(connection, flags.pipeline_name,
+                                  run_id=announced.group(1) if announced else None)
     return RunRecord(exit_code, summary, out.getvalue(), err.getvalue(), _serving_files(runs_dir))
 
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 PIPELINE_NODES = (
     "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-    "AnomalyGate", "Transform", "Trainer", "BaselineModel", "Evaluator", "Pusher",
+    "DriftValidator", "AnomalyGate", "Transform", "Trainer", "BaselineModel", "Evaluator", "Pusher",
 )
 
 
@@ -52,6 +52,11 @@ def test_first_run_executes_every_component_and_pushes(pipeline_runs):
     assert "Blessed: yes" in first.stdout and "no baseline" in first.stdout
     assert first.summary.baseline_version is None
     assert first.summary.baseline_source == pipeline_runs.model_dir
+    # Issue #12: the runner's own run, drift, eval size and train/eval gap.
+    assert f"Run {first.summary.run_id} (pid " in first.stdout
+    assert "Drift: span 1 is the first span: nothing to compare with" in first.stdout
+    assert f"Eval examples: {evaluation.eval_examples} (minimum 100: enough)" in first.stdout
+    assert "Train/eval gap: train AUC " in first.stdout and "gap " in first.stdout
 
 
 def test_pushed_version_layout_and_metadata(pipeline_runs):
@@ -88,8 +93,8 @@ def test_unchanged_rerun_hits_the_cache_and_pushes_nothing(pipeline_runs):
     assert rerun.exit_code == 0, rerun.stderr[-3000:]
     assert "already curated as span 1" in rerun.stdout
     statuses = _statuses(rerun)
-    for node in ("FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer",
-                 "BaselineModel", "Evaluator", "Pusher"):
+    for node in ("FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "DriftValidator",
+                 "Transform", "Trainer", "BaselineModel", "Evaluator", "Pusher"):
         assert statuses[node] == "CACHED", statuses
     assert rerun.serving_files == pipeline_runs.first.serving_files
     assert not rerun.summary.pushed
@@ -117,7 +122,12 @@ def test_anomalous_span_stops_before_transform_and_leaves_serving_untouched(pipe
     statuses = _statuses(anomalous)
     assert statuses["AnomalyGate"] == "FAILED"
     assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(statuses)
-    wind = [a for a in anomalous.summary.anomalies if a.feature == "wind"]
+    wind = [a for a in anomalous.summary.anomalies
+            if a.feature == "wind" and a.anomaly == "FLOAT_TYPE_BIG_FLOAT"]
     assert wind and f"{ANOMALOUS_WIND:g}" in wind[0].description
+    # 50 values at 300 m/s also move wind's distribution away from span 1's.
+    assert any(a.feature == "wind" and a.anomaly == "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"
+               for a in anomalous.summary.anomalies)
     assert "wind" in anomalous.stderr and "FLOAT_TYPE_BIG_FLOAT" in anomalous.stderr
+    assert anomalous.summary.drift_note.startswith("span 2 compared with span 1")
     assert anomalous.serving_files == pipeline_runs.first.serving_files

@@ -210,7 +210,9 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
         if name in baseline:
             text += f"   baseline {baseline[name]:.4f}"
         rule = evaluation.thresholds.get(name)
-        if rule:
+        if name == evaluation_results.MEAN_LABEL and rule:
+            text += "   threshold strictly between 0 and 1 (both classes present)"
+        elif rule:
             text += "   threshold " + _describe_threshold(rule, evaluation.has_baseline)
         lines.append(text)
     lines.append(f"Eval examples: {eval_size(evaluation)}")

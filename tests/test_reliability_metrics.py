@@ -71,6 +71,7 @@ def test_one_class_eval_set_reports_auc_undefined_and_is_not_blessed(evaluate):
     auc_line = next(line for line in text.splitlines() if line.strip().startswith("auc"))
     assert "undefined" in auc_line and "0.0000" not in auc_line
     assert "Blessed: no" in text and "Train/eval gap: no training AUC recorded" in text
+    assert "threshold strictly between 0 and 1 (both classes present)" in text
 
 
 @pytest.mark.slow
@@ -118,3 +119,19 @@ def test_keras_train_metrics_are_read_from_the_trainers_logs(tmp_path):
     writer.close()
     metrics = evaluation_results.keras_train_metrics(str(tmp_path))
     assert metrics == pytest.approx({"auc": 0.75, "loss": 0.5})
+
+
+def test_summary_prints_undefined_and_the_mean_label_rule_without_tfma():
+    summary = evaluation_results.EvaluationSummary(
+        metrics={"candidate": {"example_count": 150.0, "mean_label": 0.0}},
+        thresholds={"auc": {"lower_bound": 0.65}, "example_count": {"lower_bound": 100.0},
+                    "mean_label": {"lower_bound": 1e-9, "upper_bound": 1 - 1e-9}},
+        blessed=False, failures=["the eval set has one class only"], has_baseline=False,
+        undefined={"auc": "the eval set has no positive examples"}, eval_examples=150)
+    text = format_run_summary(RunSummary("p", "r", [], evaluation=summary,
+                                         train_metrics={"auc": 0.99}))
+    assert "auc" in text and "undefined   (the eval set has no positive examples)" in text
+    assert "0.0000" not in next(l for l in text.splitlines() if l.strip().startswith("auc"))
+    assert "threshold strictly between 0 and 1 (both classes present)" in text
+    assert "Train/eval gap: train AUC 0.9900, eval AUC undefined" in text
+    assert "Eval examples: 150 (minimum 100: enough)" in text

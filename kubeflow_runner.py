@@ -19,6 +19,7 @@ import posixpath
 import sys
 from typing import Callable, List, Optional
 
+from components.spark_curation import cluster as spark_cluster
 from pipeline.kubeflow import settings as kf
 from pipeline.runner_settings import add_shared_flags, pipeline_config_from_flags
 
@@ -51,7 +52,9 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     group = parser.add_argument_group("data (defaults of the per-run parameters)")
     group.add_argument("--raw-data", default=None, help="raw CSV path/glob, comma-separated (default <data-root>/raw/*.csv)")
     group.add_argument("--station", default="", help="station id for CSVs without a station column")
-    group.add_argument("--spark-master", default="local[*]")
+    group.add_argument("--spark-master", default="local[*]",
+                       help="Spark inside the curation task's pod, or k8s://https://kubernetes.default.svc "
+                            "for executor pods (see the --spark-k8s-* flags and deploy/spark-rbac)")
     group = parser.add_argument_group("task resources (CPU_REQUEST,MEMORY_REQUEST_GB,CPU_LIMIT,MEMORY_LIMIT_GB)")
     group.add_argument("--resources", type=_resources, default=kf.DEFAULT_RESOURCES, help="light tasks, default 0.5,1,2,4")
     group.add_argument("--heavy-resources", type=_resources, default=kf.DEFAULT_HEAVY_RESOURCES,
@@ -71,6 +74,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     group.add_argument("--sa-token-path", default=None,
                        help="projected ServiceAccount token file, from inside the cluster")
     group.add_argument("--ssl-ca-cert", default=None, help="CA bundle of the endpoint's certificate")
+    spark_cluster.add_spark_kubernetes_flags(parser)
     # Each pod runs Beam's DirectRunner on its own: worker processes use the pod's cores.
     add_shared_flags(parser, default_beam_workers=2)
     flags = parser.parse_args(argv)
@@ -149,6 +153,9 @@ def settings_from_flags(flags: argparse.Namespace) -> kf.KubeflowSettings:
     return kf.KubeflowSettings(
         image=flags.image, output=os.path.abspath(flags.output), data_root=flags.data_root,
         spark_master=flags.spark_master, pipeline=config,
+        spark_conf=spark_cluster.spark_conf_json(spark_cluster.kubernetes_settings_from_flags(
+            flags, flags.spark_master, image=flags.image, namespace=flags.namespace,
+            data_volume_claim=flags.data_volume_claim, data_mount_path=flags.data_root)),
         raw_data=flags.raw_data or kf.default_raw_data(flags.data_root), station=flags.station,
         submission=submission, artifact_io=flags.artifact_io,
         volume_mounts=kf.volume_mounts(flags.data_volume_claim, flags.data_root,

@@ -425,3 +425,23 @@ def test_an_unauthorised_endpoint_points_at_the_auth_flags(tmp_path, capsys):
 
     assert kubeflow_runner.main(submit_flags(tmp_path), unauthorised) == 1
     assert "--token-file, --cookies or --sa-token-path" in capsys.readouterr().err
+
+
+def test_spark_on_kubernetes_settings_reach_the_curation_task(tmp_path):
+    """With a k8s:// master the task's pod is the Spark driver and executors are pods of the
+    same image (components/spark_curation/cluster.py); local masters pass no conf."""
+    path = str(tmp_path / "p.yaml")
+    assert kubeflow_runner.main(flags(path, "--spark-master", "k8s://https://kubernetes.default.svc",
+                                      "--namespace", "team-weather", "--spark-executor-instances", "3")) == 0
+    parameters = read_spec(path).root.dag.tasks[CURATION_TASK].inputs.parameters
+    assert parameters["spark_master"].runtime_value.constant.string_value == "k8s://https://kubernetes.default.svc"
+    conf = json.loads(parameters["spark_conf"].runtime_value.constant.string_value)
+    assert conf["spark.kubernetes.container.image"] == IMAGE
+    assert conf["spark.kubernetes.namespace"] == "team-weather"
+    assert conf["spark.executor.instances"] == "3"
+    claim_keys = [k for k, v in conf.items() if v == kf.DEFAULT_DATA_CLAIM]
+    assert claim_keys and claim_keys[0].startswith("spark.kubernetes.executor.volumes.persistentVolumeClaim.")
+    local = str(tmp_path / "local.yaml")
+    assert kubeflow_runner.main(flags(local)) == 0
+    assert read_spec(local).root.dag.tasks[CURATION_TASK].inputs.parameters[
+        "spark_conf"].runtime_value.constant.string_value == ""

@@ -42,6 +42,7 @@ def build_pipeline(settings: KubeflowSettings):
         output_dir=settings.data_root,
         station=parameters["station"],
         spark_master=settings.spark_master,
+        spark_conf=settings.spark_conf,
     ).with_id(node_ids.SPARK_CURATION)
     fingerprint = None
     if CURATED_FINGERPRINT_OUTPUT in curation.outputs:

@@ -111,6 +111,9 @@ class KubeflowSettings:
     station: str  # default of the `station` run parameter
     submission: Optional[Submission]
     artifact_io: str = "launcher"
+    # Spark conf for the curation task as JSON ('' = none): executors on
+    # Kubernetes (components/spark_curation/cluster.py).
+    spark_conf: str = ""
     # {task: [(claim, mount path)]}: the KFP Kubernetes platform spec's PVC mounts.
     volume_mounts: Dict[str, List[Tuple[str, str]]] = dataclasses.field(default_factory=dict)
     # {task: resources}; every task of the pipeline has an entry.

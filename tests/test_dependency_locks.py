@@ -219,7 +219,11 @@ def test_running_environment_is_the_locked_set():
     lock = {(3, 10): LOCK_310, (3, 12): LOCK_312}.get(sys.version_info[:2])
     if lock is None:
         pytest.skip(f"no lock for Python {sys.version_info[0]}.{sys.version_info[1]}")
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # The first of each name on sys.path is what imports: setuptools appends its
+    # _vendor directory (importlib_metadata, wheel, ...) to sys.path once imported.
+    installed = {}
+    for distribution in metadata.distributions():
+        installed.setdefault(canonicalize_name(distribution.metadata["Name"]), distribution.version)
     wrong = {n: (installed.get(n), v) for n, v in read_pins(lock).items() if installed.get(n) != v}
     assert not wrong, (f"installed (got) differs from {lock.name} (want); rebuild the venv "
                        f"with scripts/bootstrap.sh: {dict(sorted(wrong.items()))}")

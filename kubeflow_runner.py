@@ -102,13 +102,12 @@ def _check(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
                      "PipelineJob, which is Vertex AI's format): use --output *.yaml")
     if flags.artifact_io is None:
         flags.artifact_io = "direct" if vertex else "launcher"
-    claims = {"--data-volume-claim": (flags.data_volume_claim, "--data-root", flags.data_root),
-              "--serving-volume-claim": (flags.serving_volume_claim, "--serving-base", flags.serving_base)}
+    locations = (("--data-root", flags.data_root), ("--serving-base", flags.serving_base))
     if vertex:  # Vertex AI mounts no volumes; Cloud Storage is gs:// and, through FUSE, /gcs/.
         if flags.data_volume_claim or flags.serving_volume_claim:
             parser.error("Vertex AI (the *.json output) mounts no volumes: drop --data-volume-claim/"
                          "--serving-volume-claim and use gs:// or /gcs/ paths")
-        for _, path_flag, path in claims.values():
+        for path_flag, path in locations:
             if not path.startswith(kf.VERTEX_STORAGE_PREFIXES):
                 parser.error(f"{path_flag} {path} does not exist on Vertex AI (no volumes there): "
                              "give a Cloud Storage path, gs://BUCKET/... or /gcs/BUCKET/...")
@@ -117,8 +116,9 @@ def _check(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
     flags.data_volume_claim = kf.DEFAULT_DATA_CLAIM if flags.data_volume_claim is None else flags.data_volume_claim
     flags.serving_volume_claim = (kf.DEFAULT_SERVING_CLAIM if flags.serving_volume_claim is None
                                   else flags.serving_volume_claim)
-    for claim_flag, (_, path_flag, path) in claims.items():
-        if not getattr(flags, claim_flag[2:].replace("-", "_")) and not kf.is_uri(path):
+    claims = (("--data-volume-claim", flags.data_volume_claim), ("--serving-volume-claim", flags.serving_volume_claim))
+    for (claim_flag, claim), (path_flag, path) in zip(claims, locations):
+        if not claim and not kf.is_uri(path):
             parser.error(f"{path_flag} {path} is a file system path but {claim_flag} is '': without a "
                          "volume it would be the pod's ephemeral disk, gone when the task ends; name a "
                          "PersistentVolumeClaim or give an object-store URI")

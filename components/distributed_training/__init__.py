@@ -31,7 +31,7 @@ def strategy_from_config(custom_config: Optional[Dict[str, Any]]) -> "tuple[int,
     (default "single").
     """
     config = dict(custom_config or {})
-    workers = int(config.get(CONFIG_WORKERS) or 1)
+    workers = 1 if config.get(CONFIG_WORKERS) is None else int(config[CONFIG_WORKERS])
     strategy = config.get(CONFIG_STRATEGY) or ("multi_worker" if workers > 1 else spec_lib.DEFAULT_STRATEGY)
     validate(workers, strategy)
     return workers, strategy

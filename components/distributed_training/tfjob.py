@@ -120,10 +120,10 @@ def _replica(settings: TFJobSettings, count: int) -> Dict[str, Any]:
         }],
         "volumes": [{"name": DATA_VOLUME,
                      "persistentVolumeClaim": {"claimName": settings.data_claim}}],
-        "restartPolicy": "Never",
     }
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
+    # The replica's restartPolicy is the one the operator gives the pods.
     return {"replicas": count, "restartPolicy": "Never",
             "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
 
@@ -169,3 +169,50 @@ def webhook_errors(manifest: Dict[str, Any]) -> List[str]:
     if sum(1 for kind in specs if kind in ("Chief", "Master")) > 1:
         errors.append("must not have more than 1 Chief or Master role")
     return errors
+
+
+def staging_paths(data_root: str, job_name: str) -> Dict[str, str]:
+    """Where the submitting Trainer task stages one job's files on the data volume."""
+    root = f"{data_root.rstrip('/')}/tfjobs/{job_name}"
+    return {"root": root, "spec": f"{root}/spec.json", "inputs": f"{root}/inputs",
+            "serving_model_dir": f"{root}/serving_model", "model_run_dir": f"{root}/model_run"}
+
+
+def to_yaml(manifest: Dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(manifest, sort_keys=False)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Prints a TFJob manifest for the pipeline's defaults (deploy/tfjob/tfjob.yaml)."""
+    import argparse
+
+    from pipeline.kubeflow import settings as kf
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--name", default="rain-tomorrow-train")
+    parser.add_argument("--namespace", default="kubeflow-user-example-com")
+    parser.add_argument("--image", default="REGISTRY/rain-tomorrow:TAG")
+    parser.add_argument("--workers", type=int, default=2, help="training processes in total")
+    parser.add_argument("--data-root", default=kf.DEFAULT_DATA_ROOT)
+    parser.add_argument("--data-claim", default=kf.DEFAULT_DATA_CLAIM)
+    parser.add_argument("--resources", default=None, type=kf.Resources.parse,
+                        help="per replica: CPU_REQUEST,MEMORY_REQUEST_GB,CPU_LIMIT,MEMORY_LIMIT_GB "
+                             "(default: the pipeline's heavy-task resources)")
+    parser.add_argument("--timeout-seconds", type=int, default=3600)
+    flags = parser.parse_args(argv)
+    settings = TFJobSettings.from_resources(
+        flags.resources or kf.DEFAULT_HEAVY_RESOURCES, name=flags.name, namespace=flags.namespace,
+        image=flags.image, workers=flags.workers,
+        spec_path=staging_paths(flags.data_root, flags.name)["spec"],
+        data_claim=flags.data_claim, data_mount_path=flags.data_root,
+        timeout_seconds=flags.timeout_seconds)
+    print(to_yaml(tfjob_manifest(settings)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The Trainer's TFJob: manifest checked offline against the Training Operator's CRD, submission against a fake API.
+
+The CRD is the Training Operator's own (deploy/tfjob/crd/, vendored from
+kubeflow/training-operator v1.9.0 with its commit in the header); its
+openAPIV3Schema is what the API server validates a TFJob with. The
+operator's admission webhook adds checks the schema cannot express
+(`tfjob.webhook_errors`, transcribed from its source). The pod template is
+also validated as a Pod of Kubernetes 1.31 (kubernetes-validate, strict).
+
+Submission uses `create_autospec(kubernetes.client.CustomObjectsApi)`: a call
+with an argument the real method does not take fails, as it would against
+the real client.
+"""
+import copy
+import inspect
+import os
+from unittest import mock
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes.client import CustomObjectsApi
+
+from components.distributed_training import tf_config as tfc
+from components.distributed_training import tfjob
+from components.distributed_training import tfjob_client
+from pipeline.kubeflow import settings as kf
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CRD_PATH = os.path.join(REPO_ROOT, "deploy", "tfjob", "crd", "kubeflow.org_tfjobs.yaml")
+EXAMPLE_PATH = os.path.join(REPO_ROOT, "deploy", "tfjob", "tfjob.yaml")
+KUBERNETES_VERSION = "1.31.0"
+
+
+def _crd():
+    with open(CRD_PATH) as crd_file:
+        return yaml.safe_load(crd_file)
+
+
+def _schema():
+    (version,) = [v for v in _crd()["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def _settings(**overrides):
+    values = dict(name="rain-train-1", namespace="team-a", image="registry.example/rain-tomorrow:1.2",
+                  workers=3, spec_path="/mnt/data/tfjobs/rain-train-1/spec.json",
+                  data_claim=kf.DEFAULT_DATA_CLAIM, data_mount_path=kf.DEFAULT_DATA_ROOT)
+    values.update(overrides)
+    return tfjob.TFJobSettings.from_resources(kf.DEFAULT_HEAVY_RESOURCES, **values)
+
+
+def _errors(manifest):
+    validator = jsonschema.Draft7Validator(_schema())
+    return sorted(error.message for error in validator.iter_errors(manifest))
+
+
+def test_vendored_crd_is_the_training_operators_tfjob_crd_with_its_source():
+    with open(CRD_PATH) as crd_file:
+        header = crd_file.read(600)
+    assert "kubeflow/training-operator" in header and "6f74c7f6b2ed6c27aabd82d0a316b23f0646059c" in header
+    crd = _crd()
+    assert crd["kind"] == "CustomResourceDefinition" and crd["metadata"]["name"] == "tfjobs.kubeflow.org"
+    assert crd["spec"]["group"] == tfjob.GROUP and crd["spec"]["names"]["plural"] == tfjob.PLURAL
+    assert crd["spec"]["names"]["kind"] == tfjob.KIND
+
+
+def test_generated_tfjob_is_valid_for_the_crd_schema_and_the_operators_webhook():
+    manifest = tfjob.tfjob_manifest(_settings())
+
+    assert _errors(manifest) == []
+    assert tfjob.webhook_errors(manifest) == []
+
+
+def test_the_schema_check_can_fail():
+    manifest = tfjob.tfjob_manifest(_settings())
+    bad = copy.deepcopy(manifest)
+    bad["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] = "two"
+    del bad["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["name"]
+    bad["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["ports"][0][
+        "containerPort"] = "port-2222"
+
+    errors = _errors(bad)
+    assert any("'two' is not of type 'integer'" in e for e in errors)
+    assert any("'name' is a required property" in e for e in errors)
+    assert any("'port-2222' is not of type 'integer'" in e for e in errors)
+    assert tfjob.webhook_errors(bad) == ["Chief: must have at least one container with name tensorflow"]
+
+
+def test_pod_template_is_a_valid_pod():
+    manifest = tfjob.tfjob_manifest(_settings())
+    for kind, replica in manifest["spec"]["tfReplicaSpecs"].items():
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": f"x-{kind.lower()}-0", **replica["template"]["metadata"]},
+               "spec": replica["template"]["spec"]}
+        kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    broken = copy.deepcopy(pod)
+    broken["spec"]["containers"][0]["resource"] = broken["spec"]["containers"][0].pop("resources")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_tfjob_runs_the_worker_module_with_the_pipelines_image_volume_and_resources():
+    settings = _settings()
+    manifest = tfjob.tfjob_manifest(settings)
+    replicas = manifest["spec"]["tfReplicaSpecs"]
+
+    assert manifest["apiVersion"] == "kubeflow.org/v1" and manifest["kind"] == "TFJob"
+    assert manifest["metadata"] == {"name": "rain-train-1", "namespace": "team-a",
+                                    "labels": {"app.kubernetes.io/name": "rain-tomorrow-trainer"}}
+    assert {kind: r["replicas"] for kind, r in replicas.items()} == {"Chief": 1, "Worker": 2}
+    assert manifest["spec"]["runPolicy"] == {"cleanPodPolicy": "Running", "backoffLimit": 0,
+                                             "activeDeadlineSeconds": 3600}
+    heavy = kf.DEFAULT_HEAVY_RESOURCES
+    for replica in replicas.values():
+        assert replica["restartPolicy"] == "Never"
+        pod = replica["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == "registry.example/rain-tomorrow:1.2"
+        assert container["command"] == ["python", "-m", "components.distributed_training.worker",
+                                        "--spec", "/mnt/data/tfjobs/rain-train-1/spec.json",
+                                        "--strategy", "multi_worker"]
+        assert container["ports"] == [{"name": "tfjob-port", "containerPort": 2222}]
+        assert container["resources"] == {
+            "requests": {"cpu": f"{int(heavy.cpu_request * 1000)}m",
+                         "memory": f"{int(heavy.memory_request_gb * 1024)}Mi"},
+            "limits": {"cpu": f"{int(heavy.cpu_limit * 1000)}m",
+                       "memory": f"{int(heavy.memory_limit_gb * 1024)}Mi"}}
+        assert container["volumeMounts"] == [{"name": "data", "mountPath": kf.DEFAULT_DATA_ROOT}]
+        assert pod["volumes"] == [{"name": "data",
+                                   "persistentVolumeClaim": {"claimName": kf.DEFAULT_DATA_CLAIM}}]
+    # The TF_CONFIG the operator gives these replicas: 3 training processes, one chief.
+    configs = [tfc.tfjob_tf_config("rain-train-1", "team-a", settings.replicas, kind, i)
+               for kind, count in settings.replicas.items() for i in range(count)]
+    assert [tfc.is_chief(c) for c in configs] == [True, False, False]
+    assert sorted(tfc.shard_of(c)[1] for c in configs) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"name": "Rain_Train"}, "DNS-1035"),
+    ({"workers": 1}, ">= 2 processes"),
+    ({"spec_path": "/tmp/spec.json"}, "under the data mount"),
+    ({"image": ""}, "image"),
+])
+def test_bad_settings_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _settings(**overrides)
+
+
+def test_deploy_example_is_the_generators_output():
+    with open(EXAMPLE_PATH) as example:
+        text = example.read()
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert tfjob.main([]) == 0
+    body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
+    assert body == out.getvalue()
+    manifest = yaml.safe_load(body)
+    assert _errors(manifest) == [] and tfjob.webhook_errors(manifest) == []
+
+
+# --- submission against a fake API bound to the real client's signatures ---
+
+def _job(*conditions, replica_statuses=None):
+    status = {"conditions": [{"type": t, "status": s, "reason": r, "message": m}
+                             for t, s, r, m in conditions]}
+    if replica_statuses:
+        status["replicaStatuses"] = replica_statuses
+    return {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": "j"}, "status": status}
+
+
+CREATED = ("Created", "True", "TFJobCreated", "TFJob j is created.")
+RUNNING = ("Running", "True", "TFJobRunning", "TFJob j is running.")
+SUCCEEDED = ("Succeeded", "True", "TFJobSucceeded", "TFJob j successfully completed.")
+FAILED = ("Failed", "True", "TFJobFailed", "TFJob j has failed because 1 Worker replica(s) failed.")
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _api():
+    return mock.create_autospec(CustomObjectsApi, instance=True)
+
+
+def test_the_fake_api_has_the_real_signatures():
+    api = _api()
+    with pytest.raises(TypeError):
+        api.create_namespaced_custom_object("kubeflow.org", "v1", "ns", "tfjobs", {}, "extra", "args")
+    for method in ("create_namespaced_custom_object", "get_namespaced_custom_object",
+                   "delete_namespaced_custom_object"):
+        assert inspect.signature(getattr(api, method)) == inspect.signature(
+            getattr(CustomObjectsApi(api_client=mock.Mock()), method))
+
+
+def test_submit_sends_the_manifest_to_the_tfjobs_resource():
+    api = _api()
+    manifest = tfjob.tfjob_manifest(_settings())
+    api.create_namespaced_custom_object.return_value = manifest
+
+    assert tfjob_client.submit(api, manifest) == manifest
+    api.create_namespaced_custom_object.assert_called_once_with(
+        group="kubeflow.org", version="v1", namespace="team-a", plural="tfjobs", body=manifest)
+
+
+def test_wait_returns_when_the_job_succeeds():
+    api, clock = _api(), _Clock()
+    api.get_namespaced_custom_object.side_effect = [
+        _job(), _job(CREATED), _job(CREATED, RUNNING),
+        _job(CREATED, ("Running", "False", "", ""), SUCCEEDED)]
+
+    job = tfjob_client.wait(api, "j", "team-a", timeout_seconds=600, poll_seconds=5,
+                            clock=clock, sleep=clock.sleep)
+
+    assert tfjob_client.current_condition(job)["type"] == "Succeeded"
+    assert clock.sleeps == [5, 5, 5]
+    api.get_namespaced_custom_object.assert_called_with(
+        group="kubeflow.org", version="v1", namespace="team-a", plural="tfjobs", name="j")
+    api.delete_namespaced_custom_object.assert_not_called()
+
+
+def test_wait_raises_with_the_operators_reason_when_the_job_fails():
+    api, clock = _api(), _Clock()
+    api.get_namespaced_custom_object.side_effect = [
+        _job(CREATED, RUNNING),
+        _job(CREATED, RUNNING, FAILED, replica_statuses={"Worker": {"failed": 1}, "Chief": {"active": 1}})]
+
+    with pytest.raises(tfjob_client.TFJobFailedError) as failure:
+        tfjob_client.wait(api, "j", "team-a", timeout_seconds=600, clock=clock, sleep=clock.sleep)
+
+    message = str(failure.value)
+    assert "team-a/j failed" in message and "TFJobFailed" in message
+    assert "1 Worker replica(s) failed" in message and "'failed': 1" in message
+    assert "kubectl logs -n team-a -l training.kubeflow.org/job-name=j" in message
+
+
+def test_wait_deletes_the_job_and_raises_after_the_timeout():
+    api, clock = _api(), _Clock()
+    api.get_namespaced_custom_object.return_value = _job(CREATED, RUNNING)
+
+    with pytest.raises(tfjob_client.TFJobTimeoutError, match=r"within 60 s \(last state: Running\)"):
+        tfjob_client.wait(api, "j", "team-a", timeout_seconds=60, poll_seconds=10,
+                          clock=clock, sleep=clock.sleep)
+
+    assert clock.now == 60 and len(clock.sleeps) == 6
+    api.delete_namespaced_custom_object.assert_called_once_with(
+        group="kubeflow.org", version="v1", namespace="team-a", plural="tfjobs", name="j")
+
+
+def test_run_submits_then_waits():
+    api, clock = _api(), _Clock()
+    manifest = tfjob.tfjob_manifest(_settings())
+    api.get_namespaced_custom_object.return_value = _job(CREATED, SUCCEEDED)
+
+    tfjob_client.run(manifest, timeout_seconds=60, api=api, clock=clock, sleep=clock.sleep)
+
+    assert [c[0] for c in api.method_calls] == ["create_namespaced_custom_object",
+                                                "get_namespaced_custom_object"]
+    assert api.create_namespaced_custom_object.call_args.kwargs["body"] is manifest

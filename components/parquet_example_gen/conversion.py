@@ -72,8 +72,13 @@ def record_batch_to_examples(record_batch: pa.RecordBatch) -> List[bytes]:
       ValueError: a column has an unsupported type or a value that cannot be
         represented (see the module docstring).
     """
+    return record_batch_to_example_array(record_batch).to_pylist()
+
+
+def record_batch_to_example_array(record_batch: pa.RecordBatch) -> pa.LargeBinaryArray:
+    """As `record_batch_to_examples`, as one Arrow array (no Python objects)."""
     examples, _ = wire.encode_examples(feature_columns(record_batch), record_batch.num_rows)
-    return examples.to_pylist()
+    return examples
 
 
 def record_batch_to_keyed_examples(
@@ -89,6 +94,14 @@ def record_batch_to_keyed_examples(
       ValueError: `key_feature` is not a column, is a float feature, or is
         null in some row (TFX cannot partition such rows either).
     """
+    examples, keys = record_batch_to_keyed_example_arrays(record_batch, key_feature)
+    return examples.to_pylist(), keys.to_pylist()
+
+
+def record_batch_to_keyed_example_arrays(
+    record_batch: pa.RecordBatch, key_feature: str
+) -> Tuple[pa.LargeBinaryArray, pa.LargeBinaryArray]:
+    """As `record_batch_to_keyed_examples`, as two Arrow arrays."""
     columns = feature_columns(record_batch)
     names = [column.name for column in columns]
     if key_feature not in names:
@@ -105,9 +118,7 @@ def record_batch_to_keyed_examples(
         raise ValueError(
             f"Partition feature '{key_feature}' is null in {missing} of "
             f"{record_batch.num_rows} rows; every example needs it to pick a split.")
-    examples, keys = wire.encode_examples(
-        columns, record_batch.num_rows, key_column=names.index(key_feature))
-    return examples.to_pylist(), keys.to_pylist()
+    return wire.encode_examples(columns, record_batch.num_rows, key_column=names.index(key_feature))
 
 
 def parquet_to_serialized_examples(path_or_pattern: str) -> Iterator[bytes]:

@@ -41,11 +41,32 @@ class BlessingThresholds:
         candidate may score and still be blessed (0 = must not be worse).
       min_eval_examples: fewest eval examples a blessing may rest on; fewer
         and the candidate is not blessed (its metrics mean little).
+      min_slice_auc: AUC floor for each station slice (None: `min_auc`).
+      min_slice_size: fewest eval examples a station slice needs to be
+        gated; smaller slices are reported as too small to gate.
+      slice_gates: what a station slice below its floor (or of one class,
+        AUC undefined) does: "block" refuses the blessing, "warn" only
+        reports it, "off" checks no station slice.
     """
 
     min_auc: float = 0.65
     max_auc_decrease: float = 0.01
     min_eval_examples: int = 100
+    min_slice_auc: Optional[float] = None
+    min_slice_size: int = 50
+    slice_gates: str = "block"
+
+    def __post_init__(self):
+        if self.slice_gates not in SLICE_GATE_MODES:
+            raise ValueError(f"slice_gates {self.slice_gates!r}: one of {', '.join(SLICE_GATE_MODES)}")
+
+    @property
+    def slice_auc_floor(self) -> float:
+        """The station slices' AUC floor: `min_slice_auc`, else the overall `min_auc`."""
+        return self.min_auc if self.min_slice_auc is None else self.min_slice_auc
+
+
+SLICE_GATE_MODES = ("block", "warn", "off")
 
 
 @dataclasses.dataclass(frozen=True)

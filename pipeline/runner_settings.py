@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 from pipeline.config import (
     DEFAULT_MODEL_NAME,
     DEFAULT_PIPELINE_NAME,
+    SLICE_GATE_MODES,
     BlessingThresholds,
     PipelineConfig,
     TrainingConfig,
@@ -56,6 +57,18 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group.add_argument("--min-eval-examples", type=positive_int,
                        default=_THRESHOLD_DEFAULTS.min_eval_examples,
                        help="fewest eval examples a blessing may rest on")
+    group.add_argument("--slice-gates", choices=SLICE_GATE_MODES,
+                       default=_THRESHOLD_DEFAULTS.slice_gates,
+                       help="per-station gates: 'block' (default) refuses the blessing when a "
+                            "station slice's AUC is below --min-slice-auc or undefined (one "
+                            "class); 'warn' only reports it; 'off' checks no station")
+    group.add_argument("--min-slice-auc", type=auc_floor, default=None,
+                       help="AUC floor of each station slice, 0 < value <= 1 "
+                            "(default: the overall --min-auc)")
+    group.add_argument("--min-slice-size", type=positive_int,
+                       default=_THRESHOLD_DEFAULTS.min_slice_size,
+                       help="fewest eval examples a station slice needs to be gated; smaller "
+                            "slices are reported as too small to gate")
     group = parser.add_argument_group("beam")
     group.add_argument("--beam-workers", type=non_negative_int, default=default_beam_workers,
                        help="0 = in-memory DirectRunner; N = N worker processes")
@@ -195,6 +208,9 @@ def pipeline_config_from_flags(
             min_auc=flags.min_auc, max_auc_decrease=flags.max_auc_decrease,
             min_eval_examples=getattr(flags, "min_eval_examples",
                                       _THRESHOLD_DEFAULTS.min_eval_examples),
+            min_slice_auc=getattr(flags, "min_slice_auc", _THRESHOLD_DEFAULTS.min_slice_auc),
+            min_slice_size=getattr(flags, "min_slice_size", _THRESHOLD_DEFAULTS.min_slice_size),
+            slice_gates=getattr(flags, "slice_gates", _THRESHOLD_DEFAULTS.slice_gates),
         ),
         beam_pipeline_args=tuple(beam_args(flags.beam_workers, tuple(flags.beam_arg))),
         enable_cache=not flags.no_cache,

@@ -12,12 +12,14 @@ from typing import Any, Dict, List, Optional
 
 from absl import logging
 from tfx import types
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
+from components import evaluation_results
 from components.artifact_uris import remote_uri
 from components.serving_baseline.properties import (
     BASELINE_FOUND, BASELINE_MODEL_URI, BASELINE_SOURCE, BASELINE_VERSION)
@@ -95,6 +97,12 @@ class EvaluatorExecutor(evaluator_executor.Executor):
     a container task always hands over an artifact, so an artifact without a
     SavedModel is dropped here and the run proceeds exactly as TFX's would
     (change thresholds are skipped, absolute ones still apply).
+
+    After TFMA has validated, the blessing is rewritten to the verdict of
+    `evaluation_results.summarize`: TFMA's, except that failures on a
+    station slice too small to gate (or, with --slice-gates warn, on any
+    station slice) do not refuse it, and an undefined overall metric always
+    does. The run summary, the report and the pusher read the same verdict.
     """
 
     def Do(
@@ -110,3 +118,40 @@ class EvaluatorExecutor(evaluator_executor.Executor):
                          baselines[0].uri)
             input_dict = {k: v for k, v in input_dict.items() if k != key}
         super().Do(input_dict, output_dict, exec_properties)
+        blessings = output_dict.get(standard_component_specs.BLESSING_KEY) or []
+        evaluations = output_dict.get(standard_component_specs.EVALUATION_KEY) or []
+        if blessings and evaluations and blessings[0].has_custom_property(BLESSED_PROPERTY):
+            apply_verdict(blessings[0], evaluations[0].uri)
+
+
+BLESSED_PROPERTY = evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY
+BLESSED_FILE = evaluator_constants.BLESSED_FILE_NAME
+NOT_BLESSED_FILE = evaluator_constants.NOT_BLESSED_FILE_NAME
+
+
+def apply_verdict(blessing: types.Artifact, evaluation_uri: str) -> evaluation_results.EvaluationSummary:
+    """Makes the blessing artifact say what `summarize(evaluation_uri)` decided.
+
+    TFX wrote BLESSED or NOT_BLESSED from TFMA's validation_ok; this replaces
+    the marker file and the `blessed` property when the per-station gates'
+    waivers (or an undefined metric) change the verdict, and logs why.
+    """
+    summary = evaluation_results.summarize(evaluation_uri)
+    tfma_blessed = bool(blessing.get_int_custom_property(BLESSED_PROPERTY))
+    for line in summary.warnings:
+        logging.warning("Per-station gate (report only): %s", line)
+    for gate in (summary.slice_gates.slices if summary.slice_gates else []):
+        logging.info("Per-station gate: %s [%s]", gate.message, gate.status)
+    if summary.blessed == tfma_blessed:
+        return summary
+    keep, drop = ((BLESSED_FILE, NOT_BLESSED_FILE) if summary.blessed
+                  else (NOT_BLESSED_FILE, BLESSED_FILE))
+    stale = os.path.join(blessing.uri, drop)
+    if fileio.exists(stale):
+        fileio.remove(stale)
+    io_utils.write_string_file(os.path.join(blessing.uri, keep), "")
+    blessing.set_int_custom_property(BLESSED_PROPERTY, int(summary.blessed))
+    logging.info("Blessing changed from TFMA's %s to %s: %s", tfma_blessed, summary.blessed,
+                 "; ".join(summary.failures) or "only waived per-station failures (too small "
+                 "to gate, or report only)")
+    return summary

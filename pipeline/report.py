@@ -113,7 +113,11 @@ def _verdict(summary: RunSummary) -> str:
         "the run stopped before the Pusher" if summary.pushed is None else "not pushed")
     if summary.anomalies:
         reason = f"data anomalies stopped the run ({len(summary.anomalies)} found)"
-    return f'<p class="verdict bad">Nothing pushed: {_esc(reason)}</p>'
+    evaluation = summary.evaluation
+    why = ""
+    if evaluation is not None and not evaluation.blessed and evaluation.failures:
+        why = "<ul>" + "".join(f"<li>{_esc(f)}</li>" for f in evaluation.failures) + "</ul>"
+    return f'<div class="verdict bad"><p>Nothing pushed: {_esc(reason)}</p>{why}</div>'
 
 
 def _anomalies(summary: RunSummary) -> str:
@@ -140,7 +144,9 @@ def _evaluation(summary: RunSummary, sliced: List[dict]) -> str:
                  else candidate[name])
         rows.append([name, value, baseline.get(name, ""),
                      rule.get("lower_bound", ""), rule.get("max_decrease", "")])
-    verdict = ('<p class="ok">Blessed: all thresholds met'
+    met = ("all blocking thresholds met (per-station warnings below)" if evaluation.warnings
+           else "all thresholds met")
+    verdict = (f'<p class="ok">Blessed: {met}'
                + (" against the latest blessed model" if evaluation.has_baseline
                   else " (first model, no baseline: absolute thresholds only)") + "</p>"
                if evaluation.blessed else
@@ -152,12 +158,42 @@ def _evaluation(summary: RunSummary, sliced: List[dict]) -> str:
              f"<p>Eval examples: {_esc(eval_size(evaluation))}</p>",
              f"<p>Train/eval gap: {_esc(train_eval_gap(summary))}</p>",
              _table(["metric", "candidate", "baseline", "min value", "max decrease vs baseline"], rows, 1),
-             metrics_svg(candidate, baseline, evaluation.thresholds)]
+             metrics_svg(candidate, baseline, evaluation.thresholds),
+             _slice_gates(evaluation)]
     if sliced:
         sliced = sorted(sliced, key=_slice_order)
         keys = sorted({k for row in sliced for k in row if k != "slice"})
         parts.append("<h3>Per slice (candidate)</h3>" + _table(
             ["slice"] + keys, [[row["slice"]] + [row.get(k, "") for k in keys] for row in sliced], 1))
+    return "\n".join(parts)
+
+
+def _slice_gates(evaluation: evaluation_results.EvaluationSummary) -> str:
+    """The per-station gates: one row per station, failing ones in red."""
+    from pipeline.run_summary import slice_gate_result
+
+    gates = evaluation.slice_gates
+    if gates is None:
+        return ""
+    parts = [f"<h3>Per-station gates</h3><p>{_esc(gates.describe())}</p>"]
+    if gates.slices:
+        rows = []
+        for gate in gates.slices:
+            failing = gate.status in (evaluation_results.FAILED, evaluation_results.UNDEFINED)
+            cls = ' class="bad"' if failing else (
+                ' class="ok"' if gate.status == evaluation_results.PASSED else "")
+            auc = "undefined" if gate.auc is None else f"{gate.auc:.4f}"
+            examples = "?" if gate.examples is None else gate.examples
+            rows.append(f"<tr><td>{_esc(gate.name)}</td><td class=\"num\">{_esc(examples)}</td>"
+                        f"<td class=\"num\">{_esc(auc)}</td>"
+                        f"<td{cls}>{_esc(slice_gate_result(gate, gates))}</td>"
+                        f"<td>{_esc(gate.message)}</td></tr>")
+        parts.append("<table><tr><th>slice</th><th>eval examples</th><th>auc</th><th>result</th>"
+                     "<th>detail</th></tr>" + "".join(rows) + "</table>")
+    if evaluation.warnings:
+        parts.append('<p class="bad">Report only (--slice-gates warn), the blessing was not '
+                     "refused:</p><ul>" + "".join(f"<li>{_esc(w)}</li>" for w in evaluation.warnings)
+                     + "</ul>")
     return "\n".join(parts)
 
 

@@ -217,18 +217,55 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
         lines.append(text)
     lines.append(f"Eval examples: {eval_size(evaluation)}")
     lines.append(f"Train/eval gap: {train_eval_gap(summary)}")
+    lines.extend(format_slice_gates(evaluation))
     compared = ""
     if evaluation.has_baseline:
         served = ("" if summary.baseline_version is None else
                   f", served version {summary.baseline_version} in {summary.baseline_source}")
         compared = f" (compared with the latest blessed model{served})"
     if evaluation.blessed:
-        why = "all thresholds met" + (
+        met = ("all blocking thresholds met, station warnings below" if evaluation.warnings
+               else "all thresholds met")
+        why = met + (
             compared or " (first model: no baseline, absolute thresholds only)")
         lines.append(f"Blessed: yes, {why}")
     else:
         lines.append("Blessed: no" + compared)
         lines += [f"  - {f}" for f in evaluation.failures]
+    if evaluation.warnings:
+        lines.append("Per-station warnings (--slice-gates warn: reported, the blessing is not refused):")
+        lines += [f"  - report only: {w}" for w in evaluation.warnings]
+    return lines
+
+
+def slice_gate_result(gate: evaluation_results.SliceGateResult,
+                      gates: evaluation_results.SliceGates) -> str:
+    """'passed', 'FAILED (< 0.65)', 'too small to gate (< 50 eval examples)', ..."""
+    if gate.status == evaluation_results.PASSED:
+        return "passed"
+    if gate.status == evaluation_results.TOO_SMALL:
+        return f"too small to gate (< {gates.min_examples:g} eval examples)"
+    if gate.status == evaluation_results.UNDEFINED:
+        text = "FAILED: one class only, AUC undefined"
+    else:
+        text = f"FAILED (< {gates.min_auc:g})"
+    return text + (", report only" if gates.mode == evaluation_results.WARN else "")
+
+
+def format_slice_gates(evaluation: evaluation_results.EvaluationSummary) -> List[str]:
+    """The per-station gates: mode and thresholds, then one line per station."""
+    gates = evaluation.slice_gates
+    if gates is None:
+        return []
+    lines = [f"Per-station gates: {gates.describe()}"]
+    if not gates.slices:
+        return lines
+    column = "/".join(sorted({g.column for g in gates.slices}))
+    lines.append(f"  {column:<20}{'examples':>10}{'auc':>11}   result")
+    for gate in gates.slices:
+        examples = "?" if gate.examples is None else str(gate.examples)
+        auc = "undefined" if gate.auc is None else f"{gate.auc:.4f}"
+        lines.append(f"  {gate.value:<20}{examples:>10}{auc:>11}   {slice_gate_result(gate, gates)}")
     return lines
 
 

@@ -83,12 +83,17 @@ def fingerprint(records):
 
 
 class ExampleRecorder:
-    """Counts and remembers (by fingerprint) the examples batched for training."""
+    """Counts and remembers (by fingerprint) the examples batched for training.
 
-    def __init__(self):
+    Also prints a progress line to the log every `log_every` input batches.
+    """
+
+    def __init__(self, label: str = "", log_every: int = 20):
         import tensorflow as tf
 
+        self.label, self.log_every = label, log_every
         self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_batched")
+        self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches_read")
         self.seen = tf.lookup.experimental.MutableHashTable(
             key_dtype=tf.int64, value_dtype=tf.int64, default_value=0, name="examples_seen")
 
@@ -96,9 +101,16 @@ class ExampleRecorder:
         import tensorflow as tf
 
         keys = fingerprint(records)
-        with tf.control_dependencies([
-                self.count.assign_add(tf.size(records, out_type=tf.int64)),
-                self.seen.insert(keys, tf.ones_like(keys))]):
+        count = self.count.assign_add(tf.size(records, out_type=tf.int64))
+        batches = self.batches.assign_add(1)
+        inserted = self.seen.insert(keys, tf.ones_like(keys))
+        with tf.control_dependencies([count, batches, inserted]):
+            logged = tf.cond(
+                tf.equal(batches % self.log_every, 0),
+                lambda: tf.print(self.label, "input batches read:", batches, "examples:", count,
+                                 output_stream=sys.stdout),
+                tf.no_op)
+        with tf.control_dependencies([logged]):
             return tf.identity(records)
 
     def seen_fingerprints(self):
@@ -170,7 +182,7 @@ def train_with_strategy(strategy, spec: spec_lib.TrainingSpec, tf_config: Dict[s
     replicas = strategy.num_replicas_in_sync
     global_batch = hparams.batch_size * replicas
     num_shards, shard_index = tf_config_lib.shard_of(tf_config)
-    recorder = ExampleRecorder() if spec.record_examples else None
+    recorder = ExampleRecorder(label) if spec.record_examples else None
     train_dataset = input_dataset(spec.train_files, feature_spec, num_shards, shard_index,
                                   global_batch, hparams.seed, recorder)
     eval_dataset = input_dataset(spec.eval_files, feature_spec, num_shards, shard_index,

@@ -1,7 +1,9 @@
 """Raw daily observations as the input contract defines them, parsed and checked.
 
 The rules are the Spark job's (`components/spark_curation/contract.py`):
-the same number pattern, date formats, ranges and reason texts, so a day the
+the same number pattern, date formats, physical bounds
+(`contract.OBSERVATION_BOUNDS`, which schema/schema.pbtxt's domains also
+come from) and reason texts, in the same order, so a day the
 curation job would quarantine is refused here with the same reason. Pure
 Python: the prediction service, the demo and the parity test use it without
 Spark.
@@ -27,10 +29,10 @@ class Observation:
 
     Attributes:
       date: the day observed.
-      precipitation: mm per day, >= 0.
+      precipitation: mm per day, within contract.OBSERVATION_BOUNDS (0-500).
       temp_max: deg C, within contract.TEMPERATURE_RANGE_C.
       temp_min: deg C, within the same range and <= temp_max.
-      wind: m/s, >= 0.
+      wind: m/s, within contract.OBSERVATION_BOUNDS (0-75).
       weather: free-text category, or None.
     """
 
@@ -104,10 +106,14 @@ def check(observation: Observation) -> Observation:
         value = getattr(observation, field)
         if value is None or not math.isfinite(value):
             raise InvalidObservation(field, contract.REASON_NON_NUMERIC.format(column=field))
-    if observation.precipitation < 0:
+    bounds = contract.OBSERVATION_BOUNDS
+    if observation.precipitation < bounds["precipitation"][0]:
         raise InvalidObservation("precipitation", contract.REASON_NEGATIVE_PRECIPITATION)
-    if observation.wind < 0:
+    if observation.wind < bounds["wind"][0]:
         raise InvalidObservation("wind", contract.REASON_NEGATIVE_WIND)
+    for field in ("precipitation", "wind"):
+        if getattr(observation, field) > bounds[field][1]:
+            raise InvalidObservation(field, contract.above_maximum_reason(field))
     low, high = contract.TEMPERATURE_RANGE_C
     for field in ("temp_max", "temp_min"):
         if not low <= getattr(observation, field) <= high:

@@ -46,3 +46,28 @@ def test_draft_tool_reports_missing_and_unexpected_columns(tmp_path, capsys):
     assert "+ humidity: in the data, not in the curated schema" in printed
     assert "- wind: in the curated schema, not in the data" in printed
     assert os.path.exists(draft)
+
+
+def _domain(feature):
+    if feature.HasField("float_domain"):
+        return (feature.float_domain.min, feature.float_domain.max)
+    if feature.HasField("int_domain"):
+        return (feature.int_domain.min, feature.int_domain.max)
+    return None
+
+
+def test_schema_domains_are_the_curation_contracts_bounds():
+    """#12.5: one definition. The contract's physical bounds (what curation
+    quarantines beyond, and the prediction service refuses) imply a domain for
+    every numeric curated column, lags and rolling means included; the schema
+    declares exactly those, so no row curation accepts can fail a domain."""
+    from components.spark_curation.contract import OBSERVATION_BOUNDS, curated_columns, feature_domains
+
+    expected = feature_domains()
+    numeric = {name for name, kind in curated_columns() if kind in ("double", "bigint")}
+    assert set(expected) == numeric
+    declared = {f.name: _domain(f) for f in SCHEMA.feature if _domain(f) is not None}
+    assert declared == {name: tuple(map(float, bounds)) for name, bounds in expected.items()}
+    assert expected["precipitation"] == OBSERVATION_BOUNDS["precipitation"] == (0.0, 500.0)
+    assert expected[features.lag_name("wind", 2)] == OBSERVATION_BOUNDS["wind"]
+    assert expected[features.rolling_mean_name("temp_min", 7)] == OBSERVATION_BOUNDS["temp_min"]

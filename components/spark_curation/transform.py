@@ -5,7 +5,7 @@ wrong dateFormat or an inferred schema turns bad values into silent nulls.
 """
 import datetime
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Union
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -15,25 +15,30 @@ from components.spark_curation import contract as c
 from models import features
 
 _CORRUPT = "_corrupt_record"
-_FILE_INDEX = "_file_index"
+FILE_INDEX = "_file_index"  # the file's position in sorted path order
+_FILE_INDEX = FILE_INDEX
 _DAY = "_day"
 _EPOCH = datetime.date(1970, 1, 1)
 
 
-def read_raw(spark: SparkSession, headers: Dict[str, List[str]], station: Optional[str]) -> DataFrame:
+def read_raw(spark: SparkSession, headers: Dict[str, List[str]],
+             stations: Union[None, str, Mapping[str, Optional[str]]]) -> DataFrame:
     """All rows of all files, raw string columns plus lineage.
 
     Args:
       spark: the session to read with.
       headers: {file: header} as checked by `inputs.read_headers`, in file order.
-      station: station id for files without a station column.
+      stations: {file: station id for its rows} (`inputs.file_stations`), used
+        for files without a station column; or one id for all such files.
 
     Returns:
       Columns `contract.RAW_COLUMNS`, `source_file`, `line_number`, a file
       index and the corrupt-record text (non-null for malformed rows).
     """
+    if not isinstance(stations, Mapping):
+        stations = {path: stations for path in headers}
     frames = [
-        _read_file(spark, path, header, station, index)
+        _read_file(spark, path, header, stations.get(path), index)
         for index, (path, header) in enumerate(headers.items())
     ]
     result = frames[0]
@@ -112,11 +117,17 @@ def _checks() -> list:
     low, high = c.TEMPERATURE_RANGE_C
     temp_max, temp_min = F.col("_" + c.TEMP_MAX), F.col("_" + c.TEMP_MIN)
     checks += [
-        (F.col("_" + c.PRECIPITATION) < 0, c.REASON_NEGATIVE_PRECIPITATION),
-        (F.col("_" + c.WIND) < 0, c.REASON_NEGATIVE_WIND),
-        (~temp_max.between(low, high) | ~temp_min.between(low, high) | (temp_min > temp_max),
-         c.REASON_IMPOSSIBLE_TEMPERATURE),
+        (F.col("_" + c.PRECIPITATION) < c.OBSERVATION_BOUNDS[c.PRECIPITATION][0],
+         c.REASON_NEGATIVE_PRECIPITATION),
+        (F.col("_" + c.WIND) < c.OBSERVATION_BOUNDS[c.WIND][0], c.REASON_NEGATIVE_WIND),
     ]
+    checks += [
+        (F.col("_" + name) > c.OBSERVATION_BOUNDS[name][1], c.above_maximum_reason(name))
+        for name in (c.PRECIPITATION, c.WIND)
+    ]
+    checks.append(
+        (~temp_max.between(low, high) | ~temp_min.between(low, high) | (temp_min > temp_max),
+         c.REASON_IMPOSSIBLE_TEMPERATURE))
     return checks
 
 

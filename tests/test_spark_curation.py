@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from components.spark_curation import job
+from components.spark_curation import inputs, job
 from components.spark_curation.contract import (
     DAY_OF_YEAR_COS,
     DAY_OF_YEAR_SIN,
@@ -265,7 +265,8 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(spark, tmp_path):
     first = write(tmp_path, "a_first.csv", QUARANTINE_CSV)
     later = write(tmp_path, "b_later.csv", QUARANTINE_LATER_CSV)
     output_dir = str(tmp_path / "out")
-    result = job.run_curation(str(tmp_path / "*.csv"), output_dir, station="q", spark=spark)
+    result = job.run_curation(str(tmp_path / "*.csv"), output_dir, station="q", spark=spark,
+                              max_quarantine_share=1.0)
 
     expected_reasons = {
         "unparseable date": 1, "missing value in date": 1,
@@ -329,7 +330,7 @@ def test_failure_while_writing_leaves_no_span_and_no_staging(spark, tmp_path, mo
 
     monkeypatch.setattr(job, "_write_manifest", fail)
     with pytest.raises(OSError, match="disk full"):
-        job.run_curation(path, str(output_dir), station="q", spark=spark)
+        job.run_curation(path, str(output_dir), station="q", spark=spark, max_quarantine_share=1.0)
     assert glob.glob(os.path.join(str(output_dir), "*", "span-*")) == []
     assert leftovers(output_dir) == []
 
@@ -476,3 +477,177 @@ def test_job_file_runs_as_a_script():
                           cwd=REPO_ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "--output-dir" in done.stdout
+
+
+# ---------------------------------------------------------------- stations per file (#12.3)
+
+# Two stations' files without a station column, overlapping in dates.
+NORTH_CSV = """date,precipitation,temp_max,temp_min,wind
+2022-01-01,0,5,1,3
+2022-01-02,2,6,2,4
+2022-01-03,0,7,3,5
+2022-01-04,1,8,4,6
+"""
+SOUTH_CSV = """date,precipitation,temp_max,temp_min,wind
+2022-01-01,4,15,11,1
+2022-01-02,0,16,12,2
+2022-01-03,3,17,13,3
+2022-01-04,0,18,14,4
+"""
+
+
+@pytest.fixture
+def station_files(tmp_path):
+    return [write(tmp_path, "north.csv", NORTH_CSV), write(tmp_path, "south.csv", SOUTH_CSV)]
+
+
+def test_one_station_for_two_files_stops_at_the_quarantine_ceiling(spark, tmp_path, station_files):
+    # What #12.3 saw: one --station for both files, so every south row is a
+    # duplicate of a north day. Before, half the data vanished into the
+    # quarantine and the run went on; now the ceiling stops it, naming why.
+    output_dir = tmp_path / "out"
+    with pytest.raises(job.CurationError) as error:
+        job.run_curation(station_files, str(output_dir), station="x", spark=spark)
+    message = str(error.value)
+    assert "4 of 8 rows (50.0%) failed validation, above the quarantine ceiling of 5.0%" in message
+    assert f"duplicate (station, date): 4 (e.g. {station_files[1]}:2)" in message
+    assert not os.path.exists(output_dir)
+
+
+def test_stations_pair_with_raw_data_in_order(spark, tmp_path, station_files):
+    output_dir = str(tmp_path / "out")
+    paired = inputs.pair_stations(station_files, ["n1", "s1"])
+    result = job.run_curation(paired, output_dir, spark=spark)
+    assert (result.rows_in, result.rows_quarantined, result.rows_written) == (8, 0, 6)
+    curated = read_curated(result.span_dir)
+    assert row(curated, "n1", "2022-01-02")["temp_max"] == 6.0
+    assert row(curated, "s1", "2022-01-02")["temp_max"] == 16.0
+    assert row(curated, "s1", "2022-01-02")[features.lag_name("precipitation", 1)] == 4.0
+    with open(os.path.join(result.span_dir, job.MANIFEST_FILE)) as f:
+        manifest = json.load(f)
+    assert manifest["input_stations"] == dict(zip(station_files, ["n1", "s1"]))
+
+    # The same files with the stations swapped are other data: a new span.
+    swapped = job.run_curation(inputs.pair_stations(station_files, ["s1", "n1"]), output_dir,
+                               spark=spark)
+    assert (swapped.span, swapped.skipped) == (2, False)
+    assert row(read_curated(swapped.span_dir), "n1", "2022-01-02")["temp_max"] == 16.0
+    # The same mapping again is recognised.
+    assert job.run_curation(paired, output_dir, spark=spark).skipped
+
+
+def test_station_from_file_name(spark, tmp_path, station_files):
+    result = job.run_curation(inputs.pair_stations([str(tmp_path / "*.csv")], None, True),
+                              str(tmp_path / "out"), spark=spark)
+    assert result.rows_quarantined == 0
+    assert sorted(read_curated(result.span_dir)[features.STATION_KEY].unique()) == ["north", "south"]
+
+
+def test_a_station_column_conflicts_with_a_paired_station(spark, tmp_path, station_files):
+    with_column = write(tmp_path, "zz_with_column.csv", TWO_STATIONS_CSV)
+    output_dir = tmp_path / "out"
+    for stations, from_filename, named in ((["n", "s", "z"], False, "its paired --station"),
+                                           (None, True, "--station-from-filename")):
+        raw = inputs.pair_stations(station_files + [with_column], stations, from_filename)
+        with pytest.raises(job.CurationError) as error:
+            job.run_curation(raw, str(output_dir), spark=spark)
+        assert f"Input file {with_column} has a station column, but {named}" in str(error.value)
+        assert not os.path.exists(output_dir)
+    # One --station for all stays a default: the file's own column wins.
+    result = job.run_curation(station_files + [with_column], str(output_dir), station="x",
+                              spark=spark, max_quarantine_share=1.0)
+    assert set(read_curated(result.span_dir)[features.STATION_KEY]) == {"a", "b", "x"}
+
+
+def test_cli_pairs_stations_and_checks_their_count(spark, tmp_path, station_files, capsys):
+    output_dir = str(tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_:
+        job.main(["--input", *station_files, "--station", "a", "--station", "b", "--station", "c",
+                  "--output-dir", output_dir])
+    assert exit_.value.code == 2
+    assert "3 --station values for 2 --raw-data values" in capsys.readouterr().err
+    code = job.main(["--input", station_files[0], "--station", "n", "--input", station_files[1],
+                     "--station", "s", "--output-dir", output_dir])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(read_curated(job.span_dir(output_dir, 1))[features.STATION_KEY].unique()) == ["n", "s"]
+
+
+# ---------------------------------------------------------------- quarantine ceiling (#12)
+
+
+def ceiling_csv(bad_rows: int, good_rows: int = 18) -> str:
+    lines = ["date,precipitation,temp_max,temp_min,wind"]
+    lines += [f"2023-01-{day:02d},1,10,5,3" for day in range(1, good_rows + 1)]
+    lines += ["2023-02-01,-1,10,5,3", "2023-02-02,1,10,5,x", "2023-02-03,-2,10,5,3"][:bad_rows]
+    return "\n".join(lines) + "\n"
+
+
+def test_quarantine_above_the_ceiling_stops_before_writing(spark, tmp_path):
+    path = write(tmp_path, "raw.csv", ceiling_csv(3, 17))  # 3 of 20 rows: 15%
+    output_dir = tmp_path / "out"
+    with pytest.raises(job.CurationError) as error:
+        job.run_curation(path, str(output_dir), station="s", spark=spark, max_quarantine_share=0.1)
+    assert str(error.value) == (
+        "3 of 20 rows (15.0%) failed validation, above the quarantine ceiling of 10.0% "
+        "(--max-quarantine-share); nothing written. Top reasons: negative precipitation: 2 "
+        f"(e.g. {path}:19); non-numeric value in wind: 1 (e.g. {path}:20).")
+    assert not os.path.exists(output_dir)
+    # Exactly at the ceiling is allowed: 2 of 20 rows = 10%.
+    path = write(tmp_path, "raw.csv", ceiling_csv(2, 18))
+    result = job.run_curation(path, str(output_dir), station="s", spark=spark, max_quarantine_share=0.1)
+    assert (result.rows_quarantined, result.rows_in, result.span) == (2, 20, 1)
+
+
+def test_cli_quarantine_ceiling(spark, tmp_path, capsys):
+    path = write(tmp_path, "raw.csv", ceiling_csv(2, 18))  # 10%: above the default 5%
+    output_dir = str(tmp_path / "out")
+    assert job.main(["--input", path, "--station", "s", "--output-dir", output_dir]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Curation failed: 2 of 20 rows (10.0%) failed validation, above the "
+                          "quarantine ceiling of 5.0%")
+    assert not os.path.exists(output_dir)
+    with pytest.raises(SystemExit) as exit_:
+        job.main(["--input", path, "--output-dir", output_dir, "--max-quarantine-share", "1.5"])
+    assert exit_.value.code == 2 and "must be within [0, 1]" in capsys.readouterr().err
+    assert job.main(["--input", path, "--station", "s", "--output-dir", output_dir,
+                     "--max-quarantine-share", "0.1"]) == 0
+
+
+# ---------------------------------------------------------------- physical bounds = schema domains (#12.5)
+
+
+def test_values_beyond_the_schema_domains_are_quarantined_not_curated(spark, tmp_path):
+    """#12.5: a 600 mm day passed curation and then stopped the whole run at the schema gate."""
+    import tensorflow_data_validation as tfdv
+
+    lines = ["station,date,precipitation,temp_max,temp_min,wind"]
+    lines += [f"s,2023-03-{day:02d},{day % 3},{10 + day % 5},{day % 4},{day % 6}"
+              for day in range(1, 32)]
+    lines += ["s,2023-04-01,600,10,5,3",      # line 33: above the schema's 500 mm
+              "s,2023-04-02,500,10,5,75",     # line 34: at the maxima, kept
+              "s,2023-04-03,1,10,5,3",
+              "s,2023-04-04,1,10,5,80.5",     # line 36: above the schema's 75 m/s
+              "s,2023-04-05,0,10,5,3"]
+    path = write(tmp_path, "raw.csv", "\n".join(lines) + "\n")
+    result = job.run_curation(path, str(tmp_path / "out"), spark=spark, max_quarantine_share=0.1)
+
+    quarantine = pq.read_table(result.quarantine_dir).to_pandas()
+    assert sorted(zip(quarantine["line_number"], quarantine["reason"])) == [
+        (33, "precipitation above 500 mm/day"), (36, "wind above 75 m/s")]
+    curated = read_curated(result.span_dir)
+    assert_row(row(curated, "s", "2023-04-02"), {"precipitation": 500.0, "wind": 75.0, LABEL: 1})
+
+    # The curated span passes the schema gate's check (TFDV against schema.pbtxt) ...
+    schema = tfdv.load_schema_text(os.path.join(REPO_ROOT, "schema", "schema.pbtxt"))
+
+    def anomalies(frame):
+        frame = frame.astype({features.DATE_KEY: str})
+        stats = tfdv.generate_statistics_from_dataframe(frame)
+        found = tfdv.validate_statistics(stats, schema, environment="TRAINING")
+        return {name: [r.type for r in info.reason] for name, info in found.anomaly_info.items()}
+
+    assert anomalies(curated) == {}
+    # ... where the 600 mm row, had it been curated, would have stopped the run.
+    old = curated.copy()
+    old.loc[old[features.DATE_KEY] == "2023-04-02", "precipitation"] = 600.0
+    assert set(anomalies(old)) == {"precipitation"}

@@ -13,11 +13,13 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from py4j.protocol import Py4JJavaError
@@ -54,6 +56,33 @@ __all__ = [
 ]
 
 _ROWS_PER_OUTPUT_FILE = 1_000_000
+# Quarantine share above which a run stops before writing (a fraction, 0-1).
+DEFAULT_MAX_QUARANTINE_SHARE = 0.05
+# How many reasons the quarantine-ceiling error lists.
+_TOP_REASONS = 5
+# Spark sizing for a session the job creates itself. Spark's default of 200
+# shuffle partitions made the 1,461-row bundled run schedule 400- and 200-task
+# stages; the job sizes them to the input instead: one partition per
+# _BYTES_PER_SHUFFLE_PARTITION of raw CSV, at least one, at most
+# _MAX_SHUFFLE_PARTITIONS; adaptive execution then coalesces small
+# partitions further (also inside the cached DataFrames).
+_BYTES_PER_SHUFFLE_PARTITION = 16 * 1024 * 1024
+_MAX_SHUFFLE_PARTITIONS = 200
+# Console noise: no progress bars, and log4j at ERROR from JVM start-up on
+# (the hostname and native-hadoop WARNs), unless verbose.
+VERBOSE_ENV = "SPARK_CURATION_VERBOSE"
+# Written to a temporary file when needed (no package data to install): errors
+# only, on stderr, so start-up WARNs (hostname resolves to a loopback address,
+# no native-hadoop library, truncated plan strings) stay off the console.
+_QUIET_LOG4J2 = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+"""
 # Set for the duration of a run, also on a caller's session: dates must parse
 # strictly (null, not an exception or a legacy-lenient guess) to be quarantined.
 _SQL_SETTINGS = {
@@ -95,7 +124,7 @@ class CurationResult:
 
 
 def run_curation(
-    input_paths: Union[str, Sequence[str]],
+    input_paths: Union[str, inputs.RawInput, Sequence[Union[str, inputs.RawInput]]],
     output_dir: str,
     *,
     station: Optional[str] = None,
@@ -103,13 +132,17 @@ def run_curation(
     master: Optional[str] = "local[*]",
     spark: Optional[SparkSession] = None,
     spark_conf: Optional[Mapping[str, str]] = None,
+    max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+    verbose: Optional[bool] = None,
 ) -> CurationResult:
     """Curates raw CSVs into `<output_dir>/curated/span-<N>/` (and quarantine).
 
     Args:
-      input_paths: a path or glob, or a list of them.
+      input_paths: a path or glob, or a list of them; or RawInputs from
+        `inputs.pair_stations` (a station per path/glob, or from file names).
       output_dir: root holding `curated/` and `quarantine/`.
-      station: station id for files without a `station` column.
+      station: station id for files without a `station` column (plain-string
+        inputs only; a RawInput carries its own).
       span: explicit span number; default one above the latest curated span.
       master: Spark master for a session this call creates; None leaves it to
         spark-submit's configuration.
@@ -117,7 +150,14 @@ def run_curation(
       spark_conf: Spark conf entries for a session this call creates (e.g.
         `cluster.kubernetes_spark_conf(...)`); run-time placeholders such as
         `${env:POD_IP}` are resolved first (`cluster.resolve_conf`). Ignored
-        when `spark` is given.
+        when `spark` is given. Entries given here win over the job's own
+        sizing and quiet settings (`session_defaults`).
+      max_quarantine_share: the largest share of input rows (0-1) that may be
+        quarantined; above it the run stops before writing anything. 1 turns
+        the ceiling off.
+      verbose: Spark's console progress bars and WARN logs for a session this
+        call creates; None reads the environment variable
+        SPARK_CURATION_VERBOSE (1/true/yes). Default quiet.
 
     Returns:
       A CurationResult; `skipped` is True when the same inputs were already
@@ -125,27 +165,88 @@ def run_curation(
 
     Raises:
       CurationError: no matching input, an unreadable or empty file, a missing
-        column, an existing explicit span, or no row to write. Nothing is
-        written in that case.
+        column, a station given twice for one file (paired or from its name,
+        and in a station column), stations that cannot be paired with the
+        inputs (`inputs.StationMappingError`), an existing explicit span, no
+        row to write, or more rows quarantined than `max_quarantine_share`.
+        Nothing is written in that case.
     """
-    files = inputs.resolve_inputs(input_paths)
-    headers = inputs.read_headers(files, station)
+    if not 0.0 <= max_quarantine_share <= 1.0:
+        raise ValueError(f"max_quarantine_share must be within [0, 1]; got {max_quarantine_share}.")
+    sources = inputs.resolve_stations(inputs.as_raw_inputs(input_paths, station))
+    files = list(sources)
+    headers = inputs.read_headers(sources)
+    stations = inputs.file_stations(headers, sources)
     digests = {path: inputs.file_sha256(path) for path in files}
-    fingerprint = inputs.inputs_fingerprint(digests, station)
+    fingerprint = inputs.inputs_fingerprint(
+        digests, {path: source.station for path, source in sources.items()})
     already = find_span_for_inputs(output_dir, fingerprint)
     if already is not None:
         return CurationResult(already, True, 0, 0, 0, {}, span_dir(output_dir, already), None, files)
     span = span if span is not None else (latest_span(output_dir) or 0) + 1
     check_span_free(output_dir, span)
 
-    with _session(spark, master, spark_conf) as session, _sql_settings(session):
-        return _curate(session, headers, digests, fingerprint, station, output_dir, span)
+    defaults = session_defaults(sum(os.path.getsize(path) for path in files),
+                                _verbose(verbose))
+    with _session(spark, master, spark_conf, defaults) as session, _sql_settings(session):
+        return _curate(session, headers, stations, digests, fingerprint, station, output_dir,
+                       span, max_quarantine_share)
+
+
+def _verbose(verbose: Optional[bool]) -> bool:
+    if verbose is not None:
+        return verbose
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def shuffle_partitions(input_bytes: int) -> int:
+    """Shuffle partitions for `input_bytes` of raw CSV (1 for the bundled 48 kB file)."""
+    return max(1, min(_MAX_SHUFFLE_PARTITIONS, math.ceil(input_bytes / _BYTES_PER_SHUFFLE_PARTITION)))
+
+
+def session_defaults(input_bytes: int, verbose: bool = False) -> Dict[str, str]:
+    """Conf the job gives a session it creates, before the caller's `spark_conf`.
+
+    Shuffle partitions sized to the input, adaptive query execution with
+    partition coalescing (allowed to change cached plans, which is where the
+    job's windows run), and, unless `verbose`, no console progress bars and a
+    log4j configuration at ERROR for the driver JVM (effective only when this
+    call starts the JVM; under spark-submit the submitter's logging applies).
+    """
+    conf = {
+        "spark.sql.shuffle.partitions": str(shuffle_partitions(input_bytes)),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+    }
+    if not verbose:
+        conf["spark.ui.showConsoleProgress"] = "false"
+        conf["spark.driver.extraJavaOptions"] = (
+            f"-Dlog4j2.configurationFile=file:{quiet_log4j2_file()}")
+    return conf
+
+
+def quiet_log4j2_file() -> str:
+    """Path of a log4j2 properties file at level ERROR (written once per content)."""
+    digest = hashlib.sha256(_QUIET_LOG4J2.encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), f"rain-curation-log4j2-{digest}.properties")
+    if not os.path.exists(path):
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False,
+                                         suffix=".tmp") as f:
+            f.write(_QUIET_LOG4J2)
+        os.replace(f.name, path)  # atomic: a concurrent run never reads half a file
+    return path
 
 
 @contextlib.contextmanager
 def _session(spark: Optional[SparkSession], master: Optional[str],
-             spark_conf: Optional[Mapping[str, str]] = None) -> Iterator[SparkSession]:
-    """The caller's session, or one created (and stopped afterwards) for this run."""
+             spark_conf: Optional[Mapping[str, str]] = None,
+             defaults: Optional[Mapping[str, str]] = None) -> Iterator[SparkSession]:
+    """The caller's session, or one created (and stopped afterwards) for this run.
+
+    `defaults` (see `session_defaults`) apply only to a session created here,
+    under `spark_conf`; an already running session keeps its own settings.
+    """
     if spark is not None:
         yield spark
         return
@@ -154,7 +255,9 @@ def _session(spark: Optional[SparkSession], master: Optional[str],
     builder = SparkSession.builder.appName("rain-tomorrow-curation")
     if master:
         builder = builder.master(master)
-    for key, value in cluster.resolve_conf(spark_conf or {}, os.environ).items():
+    conf = dict(defaults or {}) if created else {}
+    conf.update(cluster.resolve_conf(spark_conf or {}, os.environ))
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     try:
@@ -179,17 +282,19 @@ def _sql_settings(spark: SparkSession) -> Iterator[None]:
                 spark.conf.set(key, value)
 
 
-def _curate(spark, headers, digests, fingerprint, station, output_dir, span) -> CurationResult:
-    checked = transform.validate(transform.read_raw(spark, headers, station)).cache()
+def _curate(spark, headers, stations, digests, fingerprint, station, output_dir, span,
+            max_quarantine_share) -> CurationResult:
+    checked = transform.validate(transform.read_raw(spark, headers, stations)).cache()
     curated = transform.engineer(checked).cache()
     try:
-        reasons, rows_in = _count_reasons(checked)
+        reasons, examples, rows_in = _count_reasons(checked)
         rows_quarantined = sum(reasons.values())
         files = list(headers)
         if rows_quarantined == rows_in:
             raise CurationError(
                 f"All {rows_in} rows of {', '.join(files)} failed validation ({reasons}); "
                 "nothing written.")
+        _check_quarantine_share(rows_quarantined, rows_in, reasons, examples, max_quarantine_share)
         rows_written = curated.count()
         if rows_written == 0:
             raise CurationError(
@@ -198,7 +303,8 @@ def _curate(spark, headers, digests, fingerprint, station, output_dir, span) -> 
         result = CurationResult(span, False, rows_in, rows_written, rows_quarantined, reasons,
                                 span_dir(output_dir, span), None, files)
         _write_outputs(curated, transform.quarantine_rows(checked), result,
-                       _manifest(result, spark, digests, fingerprint, station), output_dir)
+                       _manifest(result, spark, digests, fingerprint, station, stations),
+                       output_dir)
         return result
     finally:
         curated.unpersist()
@@ -206,19 +312,44 @@ def _curate(spark, headers, digests, fingerprint, station, output_dir, span) -> 
 
 
 def _count_reasons(checked: DataFrame):
-    """({reason kind: rows}, total rows) in one pass; valid rows have no reason."""
-    counts = checked.groupBy(transform.reason_kind().alias(REASON)).count().collect()
+    """({reason kind: rows}, {reason kind: first file:line}, total rows) in one pass.
+
+    Valid rows have no reason; the example of a reason is its first row in
+    (file, line) order.
+    """
+    first = F.min(F.struct(transform.FILE_INDEX, LINE_NUMBER, SOURCE_FILE)).alias("first")
+    counts = (checked.groupBy(transform.reason_kind().alias(REASON))
+              .agg(F.count(F.lit(1)).alias("count"), first).collect())
     reasons = {row[REASON]: row["count"] for row in counts if row[REASON] is not None}
-    return reasons, sum(row["count"] for row in counts)
+    examples = {row[REASON]: f"{row['first'][SOURCE_FILE]}:{row['first'][LINE_NUMBER]}"
+                for row in counts if row[REASON] is not None}
+    return reasons, examples, sum(row["count"] for row in counts)
 
 
-def _manifest(result: CurationResult, spark, digests, fingerprint, station) -> dict:
+def _check_quarantine_share(quarantined: int, rows_in: int, reasons: Mapping[str, int],
+                            examples: Mapping[str, str], ceiling: float) -> None:
+    """Raises CurationError when more than `ceiling` of the rows were quarantined."""
+    share = quarantined / rows_in
+    if share <= ceiling:
+        return
+    top = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:_TOP_REASONS]
+    listed = "; ".join(f"{reason}: {count} (e.g. {examples[reason]})" for reason, count in top)
+    more = f"; and {len(reasons) - len(top)} more reason(s)" if len(reasons) > len(top) else ""
+    raise CurationError(
+        f"{quarantined} of {rows_in} rows ({share:.1%}) failed validation, above the "
+        f"quarantine ceiling of {ceiling:.1%} (--max-quarantine-share); nothing written. "
+        f"Top reasons: {listed}{more}.")
+
+
+def _manifest(result: CurationResult, spark, digests, fingerprint, station, stations) -> dict:
     return {
         "span": result.span,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "spark_version": spark.version,
         "input_fingerprint": fingerprint,
         "station_default": station,
+        # {file: station its rows were given; null: the file's station column}
+        "input_stations": dict(stations),
         "input_files": [{"path": path, "sha256": digest} for path, digest in digests.items()],
         "rows_in": result.rows_in,
         "rows_written": result.rows_written,
@@ -279,8 +410,19 @@ def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="raw CSV path(s) or glob(s); repeatable")
     parser.add_argument("--output-dir", required=True,
                         help="root of curated/ and quarantine/")
-    parser.add_argument("--station", default=None,
-                        help="station id for CSVs without a station column")
+    parser.add_argument("--station", action="append", default=None,
+                        help="station id for CSVs without a station column: once for all "
+                             "inputs, or once per --input value, paired in order")
+    parser.add_argument("--station-from-filename", action="store_true",
+                        help="each file's station is its file name without the extension "
+                             "(raw/KSEA.csv -> KSEA); files must not have a station column")
+    parser.add_argument("--max-quarantine-share", type=share_flag,
+                        default=DEFAULT_MAX_QUARANTINE_SHARE,
+                        help="stop without writing when more than this share of the rows "
+                             "(0-1) is quarantined (default %(default)s; 1 = no ceiling)")
+    parser.add_argument("--verbose", action="store_true", default=None,
+                        help="Spark's progress bars and WARN logs on the console (also: "
+                             f"{VERBOSE_ENV}=1); default quiet")
     parser.add_argument("--span", type=int, default=None,
                         help="explicit span number (default: latest + 1)")
     parser.add_argument("--master", "--spark-master", dest="master", default=None,
@@ -290,7 +432,24 @@ def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--spark-conf", default="", type=_conf_flag,
                         help="JSON object of extra Spark conf entries for the session, e.g. "
                              "the SparkCuration task's spark_conf (see cluster.py)")
-    return parser.parse_args(argv)
+    flags = parser.parse_args(argv)
+    try:
+        flags.inputs = inputs.pair_stations(flags.input, flags.station,
+                                            flags.station_from_filename)
+    except inputs.StationMappingError as error:
+        parser.error(str(error))
+    return flags
+
+
+def share_flag(text: str) -> float:
+    """argparse type of --max-quarantine-share: a number within [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not a number") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text}: must be within [0, 1] (a share of rows)")
+    return value
 
 
 def _conf_flag(text: str) -> Dict[str, str]:
@@ -304,8 +463,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """CLI entry point; returns the process exit code (1 on CurationError)."""
     flags = parse_flags(argv)
     try:
-        result = run_curation(flags.input, flags.output_dir, station=flags.station,
-                              span=flags.span, master=flags.master, spark_conf=flags.spark_conf)
+        result = run_curation(flags.inputs, flags.output_dir, span=flags.span,
+                              master=flags.master, spark_conf=flags.spark_conf,
+                              max_quarantine_share=flags.max_quarantine_share,
+                              verbose=flags.verbose)
     except CurationError as error:
         print(f"Curation failed: {error}", file=sys.stderr)
         return 1

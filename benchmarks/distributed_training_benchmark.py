@@ -130,6 +130,7 @@ def markdown(results: Dict[str, Any]) -> str:
         f"Measured {results['finished']} on {machine['cpu']}, **{machine['logical_cores']} logical cores** "
         f"({machine['physical_cores']} physical), {machine['ram_gib']} GiB, "
         f"TensorFlow {machine['packages'].get('tensorflow')}. Command: `{results['command']}`.",
+        f"Hyper-parameters (models.model.HParams): `{json.dumps(results['hparams'])}`.",
         "",
         "| rows | processes | global batch | steps | fit s | examples/s | vs 1 process | wall s | load before/after |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -186,7 +187,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         for workers in flags.workers:
             out_dir = tempfile.mkdtemp(prefix=f"r{rows}-w{workers}-", dir=work_dir)
             runs.append(run_config(data, rows, workers, flags.batch_size, out_dir, flags.timeout_seconds))
+    import dataclasses
+
+    from models import model as model_lib
+
+    hparams = dataclasses.asdict(model_lib.HParams(batch_size=flags.batch_size))
     results = {"finished": now_iso(), "machine": describe_machine(), "cpu_count": os.cpu_count(),
+               "hparams": hparams,
                "command": "python -m benchmarks.distributed_training_benchmark " + " ".join(argv or sys.argv[1:]),
                "runs": runs, "notes": NOTES}
     os.makedirs(flags.output_dir, exist_ok=True)

@@ -189,3 +189,21 @@ def test_workers_that_never_finish_hit_the_bounded_timeout(tmp_path):
 def test_describe_exit():
     assert launcher.describe_exit(2) == "exit code 2"
     assert launcher.describe_exit(-15) == "exit code -15 (killed by SIGTERM)"
+
+
+def test_run_fn_dispatch_helpers():
+    assert not dt.wants_distributed(None)
+    assert not dt.wants_distributed({"batch_size": 32, "train_workers": 1})
+    assert dt.wants_distributed({"train_workers": 2})
+    assert dt.wants_distributed({"train_strategy": "mirrored"})
+    assert dt.wants_distributed({"train_workers": 2, "tfjob": {"namespace": "ns"}})
+    assert dt.hparams_of({"batch_size": 32, "seed": 1, "train_workers": 2, "train_timeout_seconds": 9,
+                          "tfjob": {}}) == {"batch_size": 32, "seed": 1}
+    import types
+
+    name = dt.tfjob_name(types.SimpleNamespace(model_run_dir="/minio/b/p/run-1/Trainer/model_run"))
+    other = dt.tfjob_name(types.SimpleNamespace(model_run_dir="/minio/b/p/run-2/Trainer/model_run"))
+    assert name != other and name.startswith("rain-train-") and len(name) <= 63
+    from components.distributed_training import tfjob
+
+    assert tfjob._DNS1035.match(name)

@@ -331,3 +331,31 @@ def test_train_on_tfjob_stages_inputs_submits_and_collects_the_chiefs_export(tmp
     with open(os.path.join(fn_args.model_run_dir, "workers", "chief-0.log")) as log:
         assert log.read() == "chief-0: done\n"
     assert not os.path.exists(os.path.join(data_root, "tfjobs", "rain-train-7"))  # cleaned up
+
+
+# --- deploy/tfjob/rbac: what lets the Trainer task submit its TFJob ---
+
+@pytest.mark.skipif(__import__("shutil").which("kubectl") is None,
+                    reason="kubectl (with built-in kustomize) is not on PATH")
+def test_rbac_grants_exactly_what_the_client_calls_and_is_valid():
+    import subprocess
+
+    result = subprocess.run(["kubectl", "kustomize", os.path.join(REPO_ROOT, "deploy", "tfjob", "rbac")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    by_kind = {doc["kind"]: doc for doc in yaml.safe_load_all(result.stdout) if doc}
+    assert set(by_kind) == {"Role", "RoleBinding"}
+    for doc in by_kind.values():
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert doc["metadata"]["namespace"] == "kubeflow"
+    (rule,) = by_kind["Role"]["rules"]
+    assert rule["apiGroups"] == [tfjob.GROUP] and rule["resources"] == [tfjob.PLURAL]
+    # The verbs are the client's calls: create, get (poll), delete (timeout).
+    source = inspect.getsource(tfjob_client)
+    used = {name.split("_")[0] for name in dir(CustomObjectsApi)
+            if name.endswith("_namespaced_custom_object") and f"api.{name}(" in source}
+    assert set(rule["verbs"]) == used == {"create", "get", "delete"}
+    binding = by_kind["RoleBinding"]
+    assert binding["roleRef"]["name"] == by_kind["Role"]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner",
+                                    "namespace": "kubeflow"}]

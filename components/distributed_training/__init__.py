@@ -77,3 +77,47 @@ def train(fn_args: Any, hparams: Dict[str, Any], workers: int = 1,
 
     return [worker.train_with_strategy(worker.create_strategy(strategy, spec.collective_timeout_seconds),
                                        spec, {}, strategy)]
+
+
+CONFIG_TFJOB = "tfjob"
+CONFIG_KEYS = (CONFIG_WORKERS, CONFIG_STRATEGY, CONFIG_TIMEOUT, CONFIG_TFJOB)
+
+
+def wants_distributed(custom_config: Optional[Dict[str, Any]]) -> bool:
+    """True when the Trainer's custom_config asks for anything but one plain process."""
+    config = dict(custom_config or {})
+    workers, strategy = strategy_from_config(config)
+    return workers > 1 or strategy != spec_lib.DEFAULT_STRATEGY or bool(config.get(CONFIG_TFJOB))
+
+
+def hparams_of(custom_config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """custom_config without the distribution keys: the model's hyper-parameters."""
+    return {k: v for k, v in dict(custom_config or {}).items() if k not in CONFIG_KEYS}
+
+
+def tfjob_name(fn_args: Any, prefix: str = "rain-train") -> str:
+    """A DNS-1035 TFJob name unique to this Trainer execution (its model_run_dir)."""
+    import hashlib
+
+    return f"{prefix}-{hashlib.sha256(str(fn_args.model_run_dir).encode()).hexdigest()[:12]}"
+
+
+def run_from_config(fn_args: Any):
+    """What models.trainer.run_fn calls when `wants_distributed(custom_config)`.
+
+    `custom_config["tfjob"]` (Kubeflow): the TFJob path (`tfjob_trainer`);
+    otherwise `train(...)` with the configured workers and strategy.
+    """
+    config = dict(fn_args.custom_config or {})
+    workers, strategy = strategy_from_config(config)
+    hparams = hparams_of(config)
+    timeout = config.get(CONFIG_TIMEOUT)
+    if config.get(CONFIG_TFJOB):
+        from components.distributed_training import tfjob_trainer
+
+        tfjob_config = dict(config[CONFIG_TFJOB])
+        if timeout:
+            tfjob_config.setdefault("timeout_seconds", int(timeout))
+        settings = tfjob_trainer.settings_from_config(tfjob_config, tfjob_name(fn_args), workers)
+        return tfjob_trainer.train_on_tfjob(fn_args, hparams, settings, tfjob_config["data_root"])
+    return train(fn_args, hparams, workers, strategy, timeout_seconds=timeout)

@@ -85,8 +85,14 @@ class SliceGates:
         columns = sorted({s.column for s in self.slices}) or ["slice"]
         what = {BLOCK: "a failing slice refuses the blessing",
                 WARN: "report only, a failing slice does not refuse the blessing"}[self.mode]
-        return (f"{self.mode} ({what}): AUC >= {self.min_auc:g}, both classes present, "
-                f"on each {'/'.join(columns)} slice with >= {self.min_examples:g} eval examples")
+        return (f"{self.mode} ({what}): AUC >= {bound_text(self.min_auc)}, both classes present, "
+                f"on each {'/'.join(columns)} slice with >= {bound_text(self.min_examples)} "
+                "eval examples")
+
+
+def bound_text(bound: Optional[float]) -> str:
+    """A threshold as printed: 0.65, 50; '?' when the eval config has none."""
+    return "?" if bound is None else f"{bound:g}"
 
 
 @dataclasses.dataclass
@@ -269,20 +275,20 @@ def _gate_mode(eval_config: dict, gated: dict) -> str:
 
 def _gate_message(column: str, value: str, status: str, examples: Optional[int],
                   auc: Optional[float], mean_label: Optional[float], rules: dict) -> str:
-    floor = rules.get(AUC, {}).get("lower_bound")
-    minimum = rules.get(EXAMPLE_COUNT, {}).get("lower_bound")
+    floor = bound_text(rules.get(AUC, {}).get("lower_bound"))
+    minimum = bound_text(rules.get(EXAMPLE_COUNT, {}).get("lower_bound"))
     count = "?" if examples is None else str(examples)
     auc_text = "not computed" if auc is None else f"{auc:.3f}"
     if status == TOO_SMALL:
-        return (f"{column} {value}: {count} eval examples, fewer than {minimum:g}: too small "
-                f"to gate (AUC {auc_text}{'' if floor is None else f', floor {floor:g}'})")
+        return (f"{column} {value}: {count} eval examples, fewer than {minimum}: too small "
+                f"to gate (AUC {auc_text}, floor {floor})")
     if status == UNDEFINED:
         kind = "no positive" if (mean_label or 0.0) < 0.5 else "no negative"
         return (f"{column} {value} AUC undefined: its {count} eval examples are of one class "
-                f"({kind} examples), so it cannot pass the floor {floor:g}")
+                f"({kind} examples), so it cannot pass the floor {floor}")
     if status == FAILED:
-        return f"{column} {value} AUC {auc_text} < {floor:g} ({count} eval examples)"
-    return f"{column} {value} AUC {auc_text} >= {floor:g} ({count} eval examples)"
+        return f"{column} {value} AUC {auc_text} < {floor} ({count} eval examples)"
+    return f"{column} {value} AUC {auc_text} >= {floor} ({count} eval examples)"
 
 
 def slice_gates(evaluation_uri: str, validation=None) -> SliceGates:
@@ -304,7 +310,7 @@ def slice_gates(evaluation_uri: str, validation=None) -> SliceGates:
         keys = per_slice.slice_key.single_slice_keys
         if len(keys) == 1 and keys[0].column in gated:
             failed_names[(keys[0].column, _slice_value(keys[0]))] = {
-                f.metric_key.name for f in per_slice.failures if not f.metric_key.is_diff}
+                f.metric_key.name for f in per_slice.failures}
     results = []
     for metrics_for_slice in tfma.load_metrics(evaluation_uri):
         keys = metrics_for_slice.slice_key.single_slice_keys

@@ -244,11 +244,11 @@ def slice_gate_result(gate: evaluation_results.SliceGateResult,
     if gate.status == evaluation_results.PASSED:
         return "passed"
     if gate.status == evaluation_results.TOO_SMALL:
-        return f"too small to gate (< {gates.min_examples:g} eval examples)"
+        return f"too small to gate (< {evaluation_results.bound_text(gates.min_examples)} eval examples)"
     if gate.status == evaluation_results.UNDEFINED:
         text = "FAILED: one class only, AUC undefined"
     else:
-        text = f"FAILED (< {gates.min_auc:g})"
+        text = f"FAILED (< {evaluation_results.bound_text(gates.min_auc)})"
     return text + (", report only" if gates.mode == evaluation_results.WARN else "")
 
 

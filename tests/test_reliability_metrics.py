@@ -135,3 +135,20 @@ def test_summary_prints_undefined_and_the_mean_label_rule_without_tfma():
     assert "threshold strictly between 0 and 1 (both classes present)" in text
     assert "Train/eval gap: train AUC 0.9900, eval AUC undefined" in text
     assert "Eval examples: 150 (minimum 100: enough)" in text
+
+
+def test_a_one_class_station_slice_prints_undefined_and_refuses_like_the_overall_slice():
+    gate = evaluation_results.SliceGateResult(
+        "station", "desert", 80, None, evaluation_results.UNDEFINED,
+        "station desert AUC undefined: its 80 eval examples are of one class "
+        "(no positive examples), so it cannot pass the floor 0.65")
+    gates = evaluation_results.SliceGates("block", 0.65, 50.0, [gate])
+    summary = evaluation_results.EvaluationSummary(
+        metrics={"candidate": {"auc": 0.8, "example_count": 600.0, "mean_label": 0.3}},
+        thresholds={"auc": {"lower_bound": 0.65}}, blessed=False,
+        failures=[evaluation_results.REFUSED + gate.message], has_baseline=False,
+        eval_examples=600, slice_gates=gates)
+    text = format_run_summary(RunSummary("p", "r", [], evaluation=summary))
+    line = next(l for l in text.splitlines() if l.strip().startswith("desert"))
+    assert "undefined" in line and "0.0000" not in line and "FAILED: one class only" in line
+    assert "  - blessing refused: station desert AUC undefined" in text

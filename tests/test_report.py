@@ -46,3 +46,13 @@ def test_report_renders_in_headless_chromium(pipeline_runs, tmp_path):
          f"--screenshot={screenshot}", "--window-size=1200,1600", f"file://{path}"],
         check=True, timeout=120, capture_output=True)
     assert screenshot.stat().st_size > 10_000
+
+
+def test_report_of_first_run_shows_the_per_station_gate(pipeline_runs, tmp_path):
+    html = open(write_report(pipeline_runs.first.summary, str(tmp_path))).read()
+    gates = html[html.index("<h3>Per-station gates"):]
+    assert "block (a failing slice refuses the blessing)" in gates
+    seattle = next(r for r in gates.split("<tr>") if r.startswith("<td>station seattle</td>"))
+    assert '<td class="ok">passed</td>' in seattle
+    count = pipeline_runs.first.summary.evaluation.eval_examples
+    assert f'<td class="num">{count}</td>' in seattle  # one station: its slice is the whole eval set

@@ -6,11 +6,17 @@ between validation and Transform (Transform declares it as an upstream node)
 and fails the run with a table of feature, anomaly and description. With
 `drift_anomalies` (the DriftValidator's output, see drift.py) a span that
 drifted from the previous one stops the run the same way.
+
+With `examples` (the validated ExampleGen output) and `schema`, an anomaly
+about values outside a feature's domain also names the offending rows by
+station and date (`anomalies.trace_rows`), so a single bad day among many
+stations can be found and fixed.
 """
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tfx.utils import io_utils
 
-from components.data_validation.anomalies import format_anomaly_table, load_anomaly_rows
+from components.data_validation.anomalies import format_anomaly_table, load_anomaly_rows, trace_rows
 
 
 class DataAnomaliesError(RuntimeError):
@@ -22,8 +28,14 @@ def AnomalyGate(
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
     drift_anomalies: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.ExampleAnomalies] = None,
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples] = None,
+    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema] = None,
 ) -> None:
-    """Fails if any split of `anomalies` (or of `drift_anomalies`) has an anomaly."""
+    """Fails if any split of `anomalies` (or of `drift_anomalies`) has an anomaly.
+
+    `examples` and `schema` (both, or neither) trace out-of-domain anomalies
+    to the examples' station and date.
+    """
     rows = []
     sources = []
     for artifact in (anomalies, drift_anomalies):
@@ -34,9 +46,16 @@ def AnomalyGate(
         if found:
             sources.append(artifact.uri)
         rows.extend(found)
+    if rows and examples is not None and schema is not None:
+        rows = trace_rows(rows, examples.uri, load_schema(schema.uri))
     if rows:
         raise DataAnomaliesError(
             f"Data validation found {len(rows)} anomalies in {', '.join(sources)}; "
             "stopping before Transform/Trainer/Pusher. Fix the data or review "
             "schema/schema.pbtxt.\n" + format_anomaly_table(rows)
         )
+
+
+def load_schema(schema_uri: str):
+    """The Schema proto in a Schema artifact's directory (as drift.py reads it)."""
+    return io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema_uri))

@@ -76,7 +76,7 @@ def _load() -> float:
 
 
 def run_config(data: Dict[str, Any], rows: int, workers: int, batch_size: int, out_dir: str,
-               timeout_seconds: float) -> Dict[str, Any]:
+               timeout_seconds: float, collective_timeout: Optional[float] = None) -> Dict[str, Any]:
     from components.distributed_training import launcher
     from components.distributed_training import spec as spec_lib
 
@@ -88,9 +88,13 @@ def run_config(data: Dict[str, Any], rows: int, workers: int, batch_size: int, o
         serving_model_dir=os.path.join(out_dir, "serving"), model_run_dir=os.path.join(out_dir, "run"),
         train_steps=steps, eval_steps=EVAL_STEPS, hparams={"batch_size": batch_size, "seed": 0},
         record_examples=False, tensorboard=False)
+    if collective_timeout is not None:
+        spec.collective_timeout_seconds = collective_timeout
     load_before, started = _load(), time.monotonic()
     result: Dict[str, Any] = {"rows": rows, "workers": workers, "per_replica_batch": batch_size,
-                              "global_batch": global_batch, "steps": steps, "load_1min_before": load_before}
+                              "global_batch": global_batch, "steps": steps,
+                              "collective_timeout_seconds": spec.collective_timeout_seconds if workers > 1 else None,
+                              "load_1min_before": load_before}
     try:
         if workers == 1:
             spec_path = spec.write(os.path.join(spec.workers_dir(), "spec.json"))
@@ -112,6 +116,9 @@ def run_config(data: Dict[str, Any], rows: int, workers: int, batch_size: int, o
             "fit_seconds": round(fit_seconds, 1),
             "steps_taken": [e["steps_taken"] for e in evidence],
             "examples_per_second": round(steps * global_batch / fit_seconds, 1),
+            # Sum over the processes of each one's input rate between its first
+            # and its latest training batch (no tracing or set-up).
+            "steady_examples_per_second": round(sum(e["steady_examples_per_second"] for e in evidence), 1),
             "train_auc": round(evidence[0]["metrics"].get("auc", float("nan")), 4),
         })
     except Exception as error:  # noqa: BLE001 - recorded in the results
@@ -120,6 +127,11 @@ def run_config(data: Dict[str, Any], rows: int, workers: int, batch_size: int, o
     result["load_1min_after"] = _load()
     print(json.dumps(result), flush=True)
     return result
+
+
+def _timeout(run: Dict[str, Any]) -> str:
+    value = run.get("collective_timeout_seconds")
+    return "" if value is None else ("off" if value == 0 else f"{value:g}")
 
 
 def markdown(results: Dict[str, Any]) -> str:
@@ -132,20 +144,23 @@ def markdown(results: Dict[str, Any]) -> str:
         f"TensorFlow {machine['packages'].get('tensorflow')}. Command: `{results['command']}`.",
         f"Hyper-parameters (models.model.HParams): `{json.dumps(results['hparams'])}`.",
         "",
-        "| rows | processes | global batch | steps | fit s | examples/s | vs 1 process | wall s | load before/after |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| rows | processes | collective timeout s | global batch | steps | fit s | examples/s (fit) | steady examples/s | steady vs 1 process | wall s | load before/after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    by_key = {(r["rows"], r["workers"]): r for r in results["runs"]}
+    by_key = {(r["rows"], r["workers"]): r for r in results["runs"] if r["workers"] == 1}
     for run in results["runs"]:
         if run["status"] != "ok":
-            lines.append(f"| {run['rows']:,} | {run['workers']} | {run['global_batch']} | {run['steps']} "
-                         f"| failed | | | {run['wall_seconds']} | {run['load_1min_before']}/{run['load_1min_after']} |")
+            lines.append(f"| {run['rows']:,} | {run['workers']} | {_timeout(run)} | {run['global_batch']} | {run['steps']} "
+                         f"| failed | | | | {run['wall_seconds']} | {run['load_1min_before']}/{run['load_1min_after']} |")
             continue
         base = by_key.get((run["rows"], 1))
-        ratio = (f"{run['examples_per_second'] / base['examples_per_second']:.2f}x"
-                 if base and base.get("status") == "ok" else "")
-        lines.append(f"| {run['rows']:,} | {run['workers']} | {run['global_batch']} | {run['steps']} "
-                     f"| {run['fit_seconds']} | {run['examples_per_second']:,.0f} | {ratio} "
+        steady = run.get("steady_examples_per_second")
+        ratio = (f"{steady / base['steady_examples_per_second']:.2f}x"
+                 if steady and base and base.get("status") == "ok" and base.get("steady_examples_per_second")
+                 else "")
+        lines.append(f"| {run['rows']:,} | {run['workers']} | {_timeout(run)} | {run['global_batch']} | {run['steps']} "
+                     f"| {run['fit_seconds']} | {run['examples_per_second']:,.0f} "
+                     f"| {f'{steady:,.0f}' if steady else ''} | {ratio} "
                      f"| {run['wall_seconds']} | {run['load_1min_before']}/{run['load_1min_after']} |")
     lines += ["", "Notes:", ""] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
@@ -153,8 +168,12 @@ def markdown(results: Dict[str, Any]) -> str:
 
 NOTES = [
     "One epoch over the rows per run, each run in fresh processes, one run per cell (not a median).",
-    "examples/s = steps x global batch / fit seconds (model.fit as timed inside the worker, the slower "
-    "worker for 2 workers); wall s adds process start-up, imports, dataset set-up and the SavedModel export.",
+    "examples/s (fit) = steps x global batch / fit seconds (model.fit as timed inside the worker, the slower "
+    "worker for 2 workers), which includes tracing the train function (tens of seconds here); wall s adds "
+    "process start-up, imports, dataset set-up and the SavedModel export.",
+    "steady examples/s = the sum over processes of each one's input-pipeline rate between its first and its "
+    "latest training batch (timestamps taken in the pipeline, which training pulls from through a prefetch of "
+    "a few batches): the training rate once running, without the fixed start-up costs.",
     "Rows are synthetic examples in the transformed space of the real transform graph (see the script's "
     "docstring); Spark and tf.Transform are not part of these numbers.",
     "Both processes of the 2-worker run share the same 2 cores (and the machine with other jobs): "
@@ -172,6 +191,11 @@ def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--work-dir", default=None, help="scratch (default: a new temp dir)")
     parser.add_argument("--output-dir", default=RESULTS_DIR)
     parser.add_argument("--timeout-seconds", type=float, default=3600)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the runs already in the output JSON and add these")
+    parser.add_argument("--collective-timeout", type=float, default=None,
+                        help="CommunicationOptions timeout of the workers' collectives "
+                             "(default: the product's, spec.DEFAULT_COLLECTIVE_TIMEOUT_SECONDS; 0 = off)")
     return parser.parse_args(argv)
 
 
@@ -186,7 +210,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for rows in flags.rows:
         for workers in flags.workers:
             out_dir = tempfile.mkdtemp(prefix=f"r{rows}-w{workers}-", dir=work_dir)
-            runs.append(run_config(data, rows, workers, flags.batch_size, out_dir, flags.timeout_seconds))
+            runs.append(run_config(data, rows, workers, flags.batch_size, out_dir, flags.timeout_seconds,
+                                   flags.collective_timeout))
     import dataclasses
 
     from models import model as model_lib
@@ -197,7 +222,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                "command": "python -m benchmarks.distributed_training_benchmark " + " ".join(argv or sys.argv[1:]),
                "runs": runs, "notes": NOTES}
     os.makedirs(flags.output_dir, exist_ok=True)
-    with open(os.path.join(flags.output_dir, "distributed_training.json"), "w") as f:
+    json_path = os.path.join(flags.output_dir, "distributed_training.json")
+    if flags.append and os.path.exists(json_path):
+        with open(json_path) as f:
+            earlier = json.load(f)
+        results["runs"] = earlier["runs"] + runs
+        results["command"] = earlier["command"] + "; then " + results["command"]
+    with open(json_path, "w") as f:
         json.dump(results, f, indent=1)
     with open(os.path.join(flags.output_dir, "distributed_training.md"), "w") as f:
         f.write(markdown(results))

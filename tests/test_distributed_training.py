@@ -207,3 +207,44 @@ def test_run_fn_dispatch_helpers():
     from components.distributed_training import tfjob
 
     assert tfjob._DNS1035.match(name)
+
+
+def test_workers_die_when_the_launcher_is_killed(tmp_path):
+    """A launcher killed with SIGKILL (no clean-up possible) takes its workers with it."""
+    import subprocess
+
+    pid_file = tmp_path / "pids"
+    script = textwrap.dedent(f"""
+        import sys, textwrap
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+        from components.distributed_training import launcher, spec as spec_lib
+        spec = spec_lib.TrainingSpec(train_files=["x"], eval_files=["x"], transform_graph_path="x",
+                                     serving_model_dir={str(tmp_path / "s")!r},
+                                     model_run_dir={str(tmp_path / "run")!r}, train_steps=1, eval_steps=1)
+        command = lambda spec_path, index: [sys.executable, "-c", "import time; time.sleep(120)"]
+        group = launcher.WorkerGroup(spec, 2, {str(tmp_path / "spec.json")!r}, command=command).start()
+        open({str(pid_file)!r}, "w").write(" ".join(str(m.process.pid) for m in group.members))
+        group.wait()
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert all(os.path.exists(f"/proc/{pid}") for pid in pids)
+    parent.kill()
+    parent.wait()
+
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid):
+    """True while `pid` runs (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

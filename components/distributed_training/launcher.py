@@ -10,10 +10,11 @@ The launcher polls the processes. The first worker that exits non-zero or
 is killed stops the others (SIGKILL to their process groups) and raises
 `WorkerFailedError` naming the worker, its exit code or signal, and the tail
 of its log. If not all workers have finished after `timeout_seconds`, all
-are stopped and `TrainingTimeoutError` is raised. Inside the workers,
-collectives time out after the spec's `collective_timeout_seconds`
-(CommunicationOptions), so a peer that hangs without dying fails the
-survivors too, which the launcher then reports.
+are stopped and `TrainingTimeoutError` is raised. A peer that hangs without
+dying (e.g. SIGSTOP) fails the survivors inside TensorFlow: the coordination
+service of MultiWorkerMirroredStrategy misses its heartbeats and aborts
+their collectives (optionally also a per-collective timeout, the spec's
+`collective_timeout_seconds`), and the launcher reports the survivor.
 """
 import dataclasses
 import os
@@ -63,6 +64,21 @@ def tail(path: str, lines: int = TAIL_LINES) -> str:
             return "".join(log_file.readlines()[-lines:]).rstrip()
     except OSError as error:
         return f"(log unreadable: {error})"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGKILL it when the launching thread's process dies.
+
+    A launcher killed by a signal it cannot handle (SIGKILL, or SIGTERM from
+    an orchestrator) would otherwise leave its workers running, in their own
+    sessions, waiting for each other.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def default_command(spec_path: str, index: int) -> List[str]:
@@ -117,7 +133,8 @@ class WorkerGroup:
             with open(log_path, "wb") as log_file:
                 process = subprocess.Popen(
                     self.command(self.spec_path, index), env=env, stdout=log_file,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
             self.members.append(Worker(index, process, log_path, config))
         return self
 

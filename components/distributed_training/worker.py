@@ -56,8 +56,10 @@ def create_strategy(kind: str, collective_timeout_seconds: float):
     import tensorflow as tf
 
     if kind == "multi_worker":
+        # timeout_seconds None = no per-collective timeout (see spec.py for why
+        # that is the default); peers failing are caught by TF's heartbeats.
         options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=collective_timeout_seconds)
+            timeout_seconds=collective_timeout_seconds or None)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -82,29 +84,51 @@ def fingerprint(records):
     return tf.strings.to_hash_bucket_fast(records, FINGERPRINT_BUCKETS)
 
 
-class ExampleRecorder:
-    """Counts and remembers (by fingerprint) the examples batched for training.
+def _now():
+    import numpy as np
 
-    Also prints a progress line to the log every `log_every` input batches.
+    return np.float64(time.time())
+
+
+class ExampleRecorder:
+    """Counts the examples batched for training, times them, remembers their fingerprints.
+
+    Prints a progress line to the log every `log_every` input batches. The
+    wall-clock times of the first and the latest input batch give the
+    steady-state rate (`steady_examples_per_second`), without the tracing
+    and set-up that `model.fit`'s total time includes. Fingerprints are kept
+    only with `fingerprints=True` (a hash-table insert per batch).
     """
 
-    def __init__(self, label: str = "", log_every: int = 20):
+    def __init__(self, label: str = "", log_every: int = 20, fingerprints: bool = True):
         import tensorflow as tf
 
-        self.label, self.log_every = label, log_every
+        self.label, self.log_every, self.fingerprints = label, log_every, fingerprints
         self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_batched")
         self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches_read")
+        self.first_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_batch_count")
+        self.first_time = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="first_batch_time")
+        self.last_time = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="last_batch_time")
         self.seen = tf.lookup.experimental.MutableHashTable(
             key_dtype=tf.int64, value_dtype=tf.int64, default_value=0, name="examples_seen")
 
     def record(self, records):
         import tensorflow as tf
 
-        keys = fingerprint(records)
         count = self.count.assign_add(tf.size(records, out_type=tf.int64))
         batches = self.batches.assign_add(1)
-        inserted = self.seen.insert(keys, tf.ones_like(keys))
-        with tf.control_dependencies([count, batches, inserted]):
+        # tf.timestamp() is refused under op determinism; a host clock read is not.
+        now = tf.numpy_function(_now, [], tf.float64, stateful=True)
+        updates = [count, batches, self.last_time.assign(now)]
+        with tf.control_dependencies(updates):
+            updates.append(tf.cond(tf.equal(batches, 1),
+                                   lambda: tf.group(self.first_time.assign(now),
+                                                    self.first_count.assign(count)),
+                                   tf.no_op))
+        if self.fingerprints:
+            keys = fingerprint(records)
+            updates.append(self.seen.insert(keys, tf.ones_like(keys)))
+        with tf.control_dependencies(updates):
             logged = tf.cond(
                 tf.equal(batches % self.log_every, 0),
                 lambda: tf.print(self.label, "input batches read:", batches, "examples:", count,
@@ -112,6 +136,12 @@ class ExampleRecorder:
                 tf.no_op)
         with tf.control_dependencies([logged]):
             return tf.identity(records)
+
+    def steady_rate(self) -> "tuple[float, float]":
+        """(examples/s, seconds) from the end of the first input batch to the latest."""
+        seconds = float(self.last_time.numpy() - self.first_time.numpy())
+        examples = int(self.count.numpy() - self.first_count.numpy())
+        return (examples / seconds if seconds > 0 else 0.0), seconds
 
     def seen_fingerprints(self):
         keys, _ = self.seen.export()
@@ -182,7 +212,7 @@ def train_with_strategy(strategy, spec: spec_lib.TrainingSpec, tf_config: Dict[s
     replicas = strategy.num_replicas_in_sync
     global_batch = hparams.batch_size * replicas
     num_shards, shard_index = tf_config_lib.shard_of(tf_config)
-    recorder = ExampleRecorder(label) if spec.record_examples else None
+    recorder = ExampleRecorder(label, fingerprints=spec.record_examples)
     train_dataset = input_dataset(spec.train_files, feature_spec, num_shards, shard_index,
                                   global_batch, hparams.seed, recorder)
     eval_dataset = input_dataset(spec.eval_files, feature_spec, num_shards, shard_index,
@@ -219,11 +249,16 @@ def train_with_strategy(strategy, spec: spec_lib.TrainingSpec, tf_config: Dict[s
         "metrics": _history_metrics(history),
         "exported_to": export_dir if chief else None,
     }
-    if recorder is not None:
+    steady_rate, steady_seconds = recorder.steady_rate()
+    evidence.update({
+        "examples_batched": int(recorder.count.numpy()),
+        "input_batches": int(recorder.batches.numpy()),
+        "steady_examples_per_second": steady_rate, "steady_seconds": steady_seconds,
+    })
+    if spec.record_examples:
         shard = shard_fingerprints(spec.train_files, num_shards, shard_index)
         seen = recorder.seen_fingerprints()
         evidence.update({
-            "examples_batched": int(recorder.count.numpy()),
             "distinct_examples_batched": len(seen),
             "shard_examples": int(shard.size),
             "shard_fingerprint_sum": int(shard.astype("uint64").sum()),  # wraps mod 2**64

@@ -24,6 +24,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 SPLITS = ("train", "eval")
+LABEL_WEIGHTS_SEED = 12345
 EXAMPLES_FILE = "transformed_examples-00000-of-00001.gz"
 RAW_FILE = "raw_examples-00000-of-00001.gz"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -141,7 +142,9 @@ def write_synthetic_transformed(transform_dir: str, rows: int, path: str, seed: 
     floats = [n for n in names if spec[n].dtype == tf.float32]
     ints = [n for n in names if spec[n].dtype == tf.int64 and n != label_key]
     buckets = {n: output.num_buckets_for_transformed_feature(n) for n in ints}
-    weights = rng.normal(size=min(6, len(floats)))
+    # The label's dependence on the features is fixed (not drawn from `seed`),
+    # so train and eval sets written with different seeds agree on it.
+    weights = np.random.default_rng(LABEL_WEIGHTS_SEED).normal(size=min(6, len(floats)))
 
     def chunks():
         left = rows

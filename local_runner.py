@@ -13,6 +13,11 @@ LocalDagRunner, Beam's DirectRunner and SQLite ML Metadata under the
 pipeline root, with caching on. The summary of this run (by its own run id)
 is printed and written as an HTML report.
 
+Console: one line per step as it starts and ends (status, seconds), then the
+summary; TensorFlow/absl/Beam output, Keras and Spark's console output go to
+`<pipeline-root>/logs/<run>.log` (its path is printed). --verbose prints
+everything on the console instead.
+
 Exit codes (docs/reliability.md):
   0 ran (blessed or not)          1 data rejected (curation error, anomalies, drift)
   2 usage error (bad flag or unwritable location; nothing was done)
@@ -23,10 +28,12 @@ import argparse
 import contextlib
 import datetime
 import fcntl
+import importlib
 import json
 import os
 import socket
 import sys
+import threading
 import traceback
 from typing import Dict, Iterator, List, Optional
 
@@ -35,6 +42,7 @@ DEFAULT_RUNS_DIR = os.path.join(REPO_ROOT, "runs")
 SCHEMA_PATH = os.path.join(REPO_ROOT, "schema", "schema.pbtxt")
 METADATA_FILE = "metadata.sqlite"
 REPORTS_DIR = "reports"
+LOGS_DIR = "logs"
 LOCK_FILE = ".run.lock"
 
 EXIT_OK = 0
@@ -66,8 +74,14 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     group.add_argument("--pipeline-root", default=None, help="default <runs-dir>/pipeline")
     group.add_argument("--serving-base", default=None, help="default <runs-dir>/serving")
     add_shared_flags(parser, default_beam_workers=0)
+    parser.add_argument("--no-transform-statistics", dest="transform_statistics",
+                        action="store_false",
+                        help="Transform skips TFX's pre-/post-transform statistics (faster; the "
+                             "data-exploration notebook's transformed-feature section needs them)")
     parser.add_argument("--verbose", action="store_true",
-                        help="print tracebacks of errors (default: one line per error)")
+                        help="print everything on the console: TensorFlow, Beam, Spark and Keras "
+                             "output and the tracebacks of errors (default: one line per step "
+                             "and per error, the rest in a log file under <pipeline-root>/logs/)")
     flags = parser.parse_args(argv)
     runs_dir = os.path.abspath(flags.runs_dir)
     checks = []
@@ -152,21 +166,58 @@ def run_lock(directories: List[str], record: Dict) -> Iterator[None]:
             handle.close()  # closing releases the flock
 
 
+# --- the console ---------------------------------------------------------------
+
+# The console of the run in progress (set by main); None: the current sys streams.
+_console = None
+
+
+def _say(text: str = "") -> None:
+    """A line of the runner's own output (progress, summary) on the console."""
+    if _console is not None:
+        _console.line(text)
+    else:
+        print(text)
+
+
+def _complain(text: str) -> None:
+    """An error line on the console's stderr."""
+    if _console is not None:
+        _console.error(text)
+    else:
+        print(text, file=sys.stderr)
+
+
+def _active_console():
+    from pipeline.console import default_console
+
+    return _console or default_console()
+
+
+def log_path_for(flags: argparse.Namespace, run_id: str) -> str:
+    """`<pipeline-root>/logs/<run id, file-name safe>.log`."""
+    stamp = run_id.replace(":", "").replace("-", "")
+    return os.path.join(flags.pipeline_root, LOGS_DIR, f"run-{stamp}.log")
+
+
 # --- the run ------------------------------------------------------------------
 
 
 def curate(flags: argparse.Namespace):
     """Runs Spark curation unless these exact raw files are curated already."""
     from components.spark_curation.job import run_curation
+    from pipeline.console import step
 
-    result = run_curation(
-        flags.raw_data, flags.data_dir, station=flags.station, master=flags.spark_master
-    )
+    with step(_active_console(), "SparkCuration") as status:
+        result = run_curation(
+            flags.raw_data, flags.data_dir, station=flags.station, master=flags.spark_master
+        )
+        status["status"] = "CACHED" if result.skipped else "COMPLETE"
     if result.skipped:
-        print(f"Curation: raw data unchanged, already curated as span {result.span} ({result.span_dir})")
+        _say(f"Curation: raw data unchanged, already curated as span {result.span} ({result.span_dir})")
     else:
         reasons = ", ".join(f"{k}: {v}" for k, v in result.quarantine_reasons.items()) or "none"
-        print(
+        _say(
             f"Curation: {result.rows_in} rows in, {result.rows_written} written to span "
             f"{result.span} ({result.span_dir}); {result.rows_quarantined} quarantined ({reasons})"
         )
@@ -211,9 +262,11 @@ def move_aside_broken_versions(flags: argparse.Namespace) -> List[str]:
     names) and kept for inspection. A loadable version without this
     pipeline's push_metadata.json is reported and left in place.
     """
+    model_dir = os.path.join(flags.serving_base, flags.model_name)
+    if not os.path.isdir(model_dir):
+        return []  # nothing to check; and TensorFlow (imported below) is not needed yet
     from serving import model_dir as serving_dir
 
-    model_dir = os.path.join(flags.serving_base, flags.model_name)
     notes = []
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for version in serving_dir.existing_versions(model_dir):
@@ -236,7 +289,7 @@ def clean_up_at_start(flags: argparse.Namespace, run_id: str) -> List[str]:
     """Runs under the lock, before curation; prints and returns what it did."""
     notes = fail_abandoned_executions(flags, run_id) + move_aside_broken_versions(flags)
     for note in notes:
-        print(f"Clean-up: {note}")
+        _say(f"Clean-up: {note}")
     return notes
 
 
@@ -269,6 +322,7 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
 
     from components.data_validation.component import DataAnomaliesError
     from components.spark_curation.job import CURATED_DIR
+    from pipeline.console import report_components
     from pipeline.pipeline import create_pipeline
     from pipeline.report import write_report
     from pipeline.run_summary import collect_run_summary, format_run_summary
@@ -288,37 +342,88 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
     )
     exit_code = EXIT_OK
     try:
-        _runner(run_id).run(create_pipeline(config, connection_config))
+        with report_components(_active_console()):
+            _runner(run_id).run(create_pipeline(
+                config, connection_config,
+                transform_statistics=getattr(flags, "transform_statistics", True)))
     except DataAnomaliesError as error:
-        print(f"Pipeline stopped: {error}", file=sys.stderr)
+        _complain(f"Pipeline stopped: {error}")
         exit_code = EXIT_DATA_REJECTED
     except Exception as error:  # reported with the summary, then re-signalled by the exit code
-        print(f"Pipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
+        _complain(f"Pipeline failed: {type(error).__name__}: {error}")
         if flags.verbose:
+            traceback.print_exc()
+        elif _console is not None:  # quiet: the traceback goes to the log, one line to the console
             traceback.print_exc()
         exit_code = EXIT_FAILED
     summary = collect_run_summary(connection_config, config.pipeline_name, run_id=run_id)
     if summary is None:
-        print(f"\nRun {run_id}: no component ran.")
+        _say(f"\nRun {run_id}: no component ran.")
         return exit_code
     summary.cleanup = list(cleanup or [])
-    print()
-    print(format_run_summary(summary))
+    _say()
+    _say(format_run_summary(summary))
     report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
-    print(f"\nReport: {report}")
+    _say(f"\nReport: {report}")
     return exit_code
+
+
+# What run_pipeline imports (TensorFlow, TFX, tf.Transform, TFMA: about 10 s of
+# start-up), loaded while Spark curation runs: the curation's Python side only
+# waits for the JVM, so the two overlap instead of adding up.
+PRELOAD_MODULES = ("tensorflow", "tfx.v1", "tensorflow_transform", "tensorflow_model_analysis",
+                   "pipeline.pipeline", "pipeline.run_summary", "pipeline.report",
+                   "models.trainer")
+
+
+def preload_in_background(modules=PRELOAD_MODULES) -> threading.Thread:
+    """Imports `modules` in a daemon thread; a failure is left for the real import to report."""
+
+    def work():
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # pylint: disable=broad-except
+                return
+
+    thread = threading.Thread(target=work, name="preload-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _run(flags: argparse.Namespace, run_id: str) -> int:
     from components.spark_curation.job import CurationError
 
     cleanup = clean_up_at_start(flags, run_id)
+    preload = preload_in_background()
     try:
         curate(flags)
     except CurationError as error:
-        print(f"Curation failed: {error}", file=sys.stderr)
+        _complain(f"Curation failed: {error}")
         return EXIT_DATA_REJECTED
+    preload.join()
     return run_pipeline(flags, run_id, cleanup)
+
+
+def _run_quietly(flags: argparse.Namespace, run_id: str) -> int:
+    """`_run` with library output in the run's log file; the runner's lines on the console."""
+    global _console
+    from pipeline.console import quiet_output
+
+    log_path = log_path_for(flags, run_id)
+    print(f"Log: {log_path} (TensorFlow, Beam, Spark and Keras output; --verbose prints it here)",
+          flush=True)
+    with quiet_output(log_path) as console:
+        _console = console
+        try:
+            return _run(flags, run_id)
+        except BaseException as error:
+            # The traceback stays in the log; main prints the one-line error.
+            if not isinstance(error, (KeyboardInterrupt, SystemExit)):
+                traceback.print_exc()
+            raise
+        finally:
+            _console = None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -332,8 +437,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               "argv": list(sys.argv[1:] if argv is None else argv)}
     try:
         with run_lock(_lock_dirs(flags), record):
-            print(f"Run {run_id} (pid {record['pid']})")
-            return _run(flags, run_id)
+            print(f"Run {run_id} (pid {record['pid']})", flush=True)
+            if flags.verbose:
+                return _run(flags, run_id)
+            return _run_quietly(flags, run_id)
     except RunLockedError as error:
         print(f"Not started: {error}", file=sys.stderr)
         return EXIT_LOCKED

@@ -25,6 +25,7 @@ def create_pipeline(
     data_fingerprint: Union[str, placeholder.Placeholder, None] = None,
     train_args: Union[tfx.proto.TrainArgs, tfx.dsl.experimental.RuntimeParameter, None] = None,
     eval_args: Union[tfx.proto.EvalArgs, tfx.dsl.experimental.RuntimeParameter, None] = None,
+    transform_statistics: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline: curated Parquet in, a pushed TF Serving version out.
 
@@ -40,6 +41,11 @@ def create_pipeline(
       train_args: the Trainer's TrainArgs, or a runtime parameter holding them
         as proto JSON (a Kubeflow run parameter); default from `config`.
       eval_args: likewise for EvalArgs.
+      transform_statistics: whether Transform computes TFX's pre- and
+        post-transform statistics (on by default: notebooks/data_exploration
+        reads the post-transform statistics). Off saves Transform a TFDV pass
+        over the raw and over the transformed data (`local_runner.py
+        --no-transform-statistics`).
 
     Returns:
       A `tfx.dsl.Pipeline`.
@@ -82,6 +88,7 @@ def create_pipeline(
         examples=training_examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
+        disable_statistics=not transform_statistics,
     ).with_id(node_ids.TRANSFORM)
     # Transform does not read the gate's output; the edge is what makes an
     # anomaly stop everything downstream.

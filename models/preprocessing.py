@@ -21,6 +21,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import features
+from models.tracing import skip_library_conversion
+
+# Library code is traced, not AutoGraph-converted (see models/tracing.py).
+skip_library_conversion()
 
 # A z-score beyond this is almost surely a sensor glitch; clipping keeps one
 # outlier from dominating the first Dense layer.

@@ -13,6 +13,10 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import model as model_lib
+from models.tracing import skip_library_conversion
+
+# Library code is traced, not AutoGraph-converted (see models/tracing.py).
+skip_library_conversion()
 
 
 def input_fn(

@@ -295,6 +295,54 @@ def test_model_reads_transformed_features_and_learns(trained_model):
     assert all(changed)
 
 
+def test_training_prints_one_line_per_epoch_not_per_step(transformed, capsys):
+    hparams = model_lib.HParams(learning_rate=0.05, hidden_units=(8,), batch_size=16,
+                                steps_per_execution=4)
+    model = model_lib.build_model(transformed["output"], hparams)
+    dataset = _training_dataset(transformed["features"], hparams.batch_size)
+    history = model_lib.train_model(model, dataset, dataset, train_steps=10, eval_steps=3)
+    out = capsys.readouterr().out
+    assert "ETA" not in out and "/10 [" not in out  # no progress bar
+    assert [line for line in out.splitlines() if "loss:" in line] and len(out.splitlines()) <= 3
+    assert set(history.history) >= {"loss", "auc", "val_loss", "val_auc"}
+    # steps_per_execution does not change how many batches were trained on.
+    assert int(model.optimizer.iterations.numpy()) == 10
+
+
+def test_steps_per_execution_trains_the_same_weights_as_one_step_at_a_time(transformed):
+    def train(steps_per_execution):
+        tf_keras.utils.set_random_seed(0)
+        hparams = model_lib.HParams(learning_rate=0.05, hidden_units=(8,), batch_size=16,
+                                    steps_per_execution=steps_per_execution)
+        model = model_lib.build_model(transformed["output"], hparams)
+        dataset = _training_dataset(transformed["features"], hparams.batch_size)
+        model_lib.train_model(model, dataset, dataset, train_steps=7, eval_steps=2, verbose=0)
+        return model.get_weights()
+
+    for one, many in zip(train(1), train(5)):
+        np.testing.assert_allclose(one, many, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="steps_per_execution"):
+        model_lib.HParams(steps_per_execution=0)
+
+
+def test_library_code_is_not_autograph_converted():
+    from tensorflow.python.autograph.impl import conversion
+    from tf_keras.src.engine import training
+
+    from models.tracing import skip_library_conversion
+    import tensorflow_transform.mappers as tft_mappers
+
+    skip_library_conversion()
+    skip_library_conversion()  # idempotent
+    assert conversion.is_allowlisted(training.Model.train_step)
+    assert conversion.is_allowlisted(tft_mappers.scale_to_z_score)
+    assert not conversion.is_allowlisted(preprocessing.preprocessing_fn)  # ours is converted
+    from tensorflow.python.autograph.core import config
+
+    prefixes = [getattr(rule, "_prefix", None) for rule in config.CONVERSION_RULES]
+    assert prefixes.count("tf_keras") == 1
+
+
 _SERVE_IN_FRESH_PROCESS = """
 import base64, json, sys
 import tensorflow as tf

@@ -56,6 +56,10 @@ def cluster(tmp_path_factory):
 # machine; the same setting for both masters (the output must not depend on it).
 LOCAL_CONF = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"}
 CLUSTER_CONF = dict(LOCAL_CONF, **{"spark.executor.memory": "512m"})
+# The Seattle runs leave the shuffle partitions to the job (sized to the input,
+# adaptive coalescing; job.session_defaults), on both masters.
+SIZED_LOCAL_CONF = {"spark.ui.enabled": "false"}
+SIZED_CLUSTER_CONF = dict(SIZED_LOCAL_CONF, **{"spark.executor.memory": "512m"})
 
 
 def run_job(inputs: List[str], output_dir: str, master: str, env: Dict[str, str],
@@ -159,17 +163,19 @@ def test_cluster_has_two_one_core_workers(cluster):
 
 
 def curate_both_ways(cluster: StandaloneCluster, inputs: List[str], root: str,
-                     station: Optional[str] = None) -> dict:
+                     station: Optional[str] = None, sized_by_job: bool = False) -> dict:
     """Runs the job under local[*] and on the cluster; their output dirs and the app."""
     local_dir, cluster_dir = os.path.join(root, "local"), os.path.join(root, "cluster")
-    code, _, err = run_job(inputs, local_dir, "local[*]", cluster.env, conf=LOCAL_CONF,
+    local_conf, cluster_conf = ((SIZED_LOCAL_CONF, SIZED_CLUSTER_CONF) if sized_by_job
+                                else (LOCAL_CONF, CLUSTER_CONF))
+    code, _, err = run_job(inputs, local_dir, "local[*]", cluster.env, conf=local_conf,
                            station=station)
     assert code == 0, err[-3000:]
     apps_before = len(cluster.master_state()["completedapps"])
-    code, out, err = run_job(inputs, cluster_dir, cluster.url, cluster.env, conf=CLUSTER_CONF,
+    code, out, err = run_job(inputs, cluster_dir, cluster.url, cluster.env, conf=cluster_conf,
                              station=station)
     assert code == 0, err[-3000:]
-    return {"local": local_dir, "cluster": cluster_dir, "stdout": out,
+    return {"local": local_dir, "cluster": cluster_dir, "stdout": out, "stderr": err,
             "app": finished_app(cluster, apps_before),
             "executor_apps": executor_apps_per_worker(cluster)}
 
@@ -184,7 +190,8 @@ def seattle_runs(cluster, tmp_path_factory) -> dict:
     from vega_datasets import local_data
 
     return curate_both_ways(cluster, [local_data.seattle_weather.filepath],
-                            str(tmp_path_factory.mktemp("seattle-runs")), station="seattle")
+                            str(tmp_path_factory.mktemp("seattle-runs")), station="seattle",
+                            sized_by_job=True)
 
 
 @pytest.mark.parametrize("dataset", ["seattle", "synthetic"])
@@ -192,6 +199,8 @@ def test_cluster_output_equals_local_output(request, dataset):
     runs = request.getfixturevalue(f"{dataset}_runs")
     local_dir, cluster_dir = runs["local"], runs["cluster"]
     assert "wrote" in runs["stdout"] and "as span 1" in runs["stdout"]
+    # Quiet by default on a cluster too: no progress bars, no start-up WARNs.
+    assert "[Stage" not in runs["stderr"] and " WARN " not in runs["stderr"], runs["stderr"][-2000:]
 
     # It really ran on the cluster: the master completed the app, and each
     # of the two worker processes ran an executor for it.

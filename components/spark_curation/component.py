@@ -17,6 +17,7 @@ from absl import logging
 from tfx import v1 as tfx
 
 from components.spark_curation.cluster import parse_conf_json
+from components.spark_curation.inputs import pair_stations
 from components.spark_curation.job import (
     MANIFEST_FILE, CurationResult, latest_span, run_curation, span_dir)
 
@@ -36,7 +37,9 @@ def curate(
       raw_data: raw CSV path, glob, or a comma-separated list of them.
       output_dir: the data root that holds `curated/` and `quarantine/`.
       station: station id for CSVs without a station column; '' means none
-        (a pipeline parameter cannot be None).
+        (a pipeline parameter cannot be None); a comma-separated list pairs
+        one station with each comma-separated `raw_data` entry, in order
+        (`inputs.pair_stations`; another count is a CurationError).
       spark_master: Spark master URL, e.g. 'local[*]', 'spark://host:7077' or
         'k8s://https://kubernetes.default.svc'.
       spark_conf: JSON object of Spark conf entries for the session ('' = none),
@@ -48,12 +51,16 @@ def curate(
 
     Raises:
       CurationError: the job's own message naming the file and the problem
-        (no matching file, missing columns, every row quarantined, ...).
+        (no matching file, missing columns, more rows quarantined than the
+        job's default ceiling of 5%, ...).
     """
-    result = run_curation(
-        split_raw_data(raw_data), output_dir, station=station or None, master=spark_master,
-        spark_conf=parse_conf_json(spark_conf),
-    )
+    paths, stations = split_raw_data(raw_data), split_raw_data(station or "")
+    if len(stations) > 1:  # one per raw-data entry
+        result = run_curation(pair_stations(paths, stations), output_dir, master=spark_master,
+                              spark_conf=parse_conf_json(spark_conf))
+    else:
+        result = run_curation(paths, output_dir, station=station or None, master=spark_master,
+                              spark_conf=parse_conf_json(spark_conf))
     logging.info("Spark curation: %s", result.summary())
     return result
 

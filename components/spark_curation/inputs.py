@@ -3,6 +3,7 @@
 Everything here runs before Spark starts, so a fatal input problem is
 reported without touching the output directory.
 """
+import argparse
 import csv
 import dataclasses
 import glob
@@ -19,6 +20,8 @@ from components.spark_curation.contract import (
 from models import features
 
 _ENCODING = "utf-8-sig"  # tolerates the byte-order mark spreadsheet exports add
+# Quarantine share above which a run stops before writing (a fraction, 0-1).
+DEFAULT_MAX_QUARANTINE_SHARE = 0.05
 # Stripped before the extension when a station id is taken from a file name.
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".snappy", ".deflate")
 
@@ -95,6 +98,21 @@ def pair_stations(raw_data: Sequence[str], stations: Optional[Sequence[str]],
             f"{len(stations)} --station values for {len(raw_data)} --raw-data values: give "
             "one station for all files, or one per --raw-data value, paired in order.")
     return [RawInput(pattern, station, paired=True) for pattern, station in zip(raw_data, stations)]
+
+
+def share_flag(text: str) -> float:
+    """argparse type of --max-quarantine-share: a number within [0, 1].
+
+    Here rather than in job.py so that a runner checks its flags without
+    importing pyspark.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not a number") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text}: must be within [0, 1] (a share of rows)")
+    return value
 
 
 def station_from_filename(path: str) -> str:

@@ -57,7 +57,8 @@ __all__ = [
 
 _ROWS_PER_OUTPUT_FILE = 1_000_000
 # Quarantine share above which a run stops before writing (a fraction, 0-1).
-DEFAULT_MAX_QUARANTINE_SHARE = 0.05
+DEFAULT_MAX_QUARANTINE_SHARE = inputs.DEFAULT_MAX_QUARANTINE_SHARE
+share_flag = inputs.share_flag  # argparse type of --max-quarantine-share
 # How many reasons the quarantine-ceiling error lists.
 _TOP_REASONS = 5
 # Spark sizing for a session the job creates itself. Spark's default of 200
@@ -82,6 +83,14 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+# A logger configured for the class that initialises Spark's logging keeps
+# Spark from lowering the console to WARN with "Setting default log level".
+logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
+logger.gateway.level = error
+logger.submit.name = org.apache.spark.deploy.SparkSubmit
+logger.submit.level = error
+logger.context.name = org.apache.spark.SparkContext
+logger.context.level = error
 """
 # Set for the duration of a run, also on a caller's session: dates must parse
 # strictly (null, not an exception or a legacy-lenient guess) to be quarantined.
@@ -439,17 +448,6 @@ def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
     except inputs.StationMappingError as error:
         parser.error(str(error))
     return flags
-
-
-def share_flag(text: str) -> float:
-    """argparse type of --max-quarantine-share: a number within [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: not a number") from None
-    if not 0.0 <= value <= 1.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"{text}: must be within [0, 1] (a share of rows)")
-    return value
 
 
 def _conf_flag(text: str) -> Dict[str, str]:

@@ -236,3 +236,16 @@ def test_a_frozen_worker_fails_the_survivor_through_tfs_heartbeats(data, tmp_pat
     assert "worker 0 of 2" in str(failure.value)
     assert "heartbeat timeout" in str(failure.value)
     assert all(m.process.returncode is not None for m in group.members)  # the frozen one was killed
+
+
+@pytest.mark.parametrize("strategy, name", [("single", "_DefaultDistributionStrategy"),
+                                            ("mirrored", "MirroredStrategy")])
+def test_in_process_strategies_train_and_export(data, tmp_path, strategy, name):
+    fn_args = _fn_args(data, tmp_path, train_steps=50)
+    (evidence,) = dt.train(fn_args, HPARAMS, workers=1, strategy=strategy)
+
+    assert evidence["strategy"] == name and evidence["steps_taken"] == 50
+    assert evidence["num_shards"] == 1 and evidence["chief"]
+    raw = _records(data["raw_eval_pattern"])[:16]
+    _, scores = _serve(fn_args.serving_model_dir, raw)
+    assert scores.shape == (16, 1)

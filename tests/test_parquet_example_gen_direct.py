@@ -399,3 +399,21 @@ def test_unconvertible_value_names_the_file(tmp_path, monkeypatch, direct_calls)
     with pytest.raises(direct.ParquetInputError, match=f"'{re.escape(path)}'.*does not fit"):
         _run(monkeypatch, direct_calls, executor.DIRECT, str(tmp_path / "curated"),
              str(tmp_path / "out"), component.default_output_config())
+
+
+@pytest.mark.parametrize("args, packages", [
+    (["--direct_running_mode=in_memory", "--direct_num_workers=1"], False),
+    (["--direct_running_mode=multi_processing", "--direct_num_workers=2"], False),
+    (["--runner=DataflowRunner", "--project=p", "--region=r"], True),
+])
+def test_tfx_is_packaged_for_remote_workers_only(args, packages, monkeypatch):
+    from tfx.utils import dependency_utils
+
+    built = []
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package",
+                        lambda: built.append(1) or "/nowhere/tfx_ephemeral.tar.gz")
+    instance = Executor(Executor.Context(beam_pipeline_args=list(args)))
+    assert bool(built) == packages
+    assert instance._beam_pipeline_args[:len(args)] == args  # pylint: disable=protected-access
+    assert ("--extra_package=/nowhere/tfx_ephemeral.tar.gz" in
+            instance._beam_pipeline_args) == packages  # pylint: disable=protected-access

@@ -28,20 +28,23 @@ Both give the same examples in the same splits (tests check this). The
 environment variable PARQUET_EXAMPLE_GEN_WRITER=direct|beam overrides the
 rule (default `auto`).
 """
+import copy
 import os
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+import sys
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from absl import logging
+from absl import flags, logging
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import input_processor
 from tfx.components.example_gen import utils, write_split
 from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
@@ -97,12 +100,18 @@ def choose_writer(beam_pipeline_args: Sequence[str], exec_properties: Dict[str, 
     if custom_pipeline:
         return BEAM, "the caller supplies the Beam pipeline"
     runner = PipelineOptions(list(beam_pipeline_args)).view_as(StandardOptions).runner
+    if runs_on_this_machine(beam_pipeline_args):
+        return DIRECT, f"runner {runner or 'DirectRunner (default)'} runs on this machine"
+    return BEAM, f"runner {runner} distributes the work"
+
+
+def runs_on_this_machine(beam_pipeline_args: Sequence[str]) -> bool:
+    """True for Beam's DirectRunner (the default), in any running mode."""
+    runner = PipelineOptions(list(beam_pipeline_args)).view_as(StandardOptions).runner
     name = (runner or "DirectRunner").strip().lower()
     if name.endswith("runner"):
         name = name[:-len("runner")]
-    if name in _DIRECT_RUNNERS:
-        return DIRECT, f"runner {runner or 'DirectRunner (default)'} runs on this machine"
-    return BEAM, f"runner {runner} distributes the work"
+    return name in _DIRECT_RUNNERS
 
 
 def table_to_examples(table: pa.Table) -> Iterator[bytes]:
@@ -189,6 +198,29 @@ def resolve_span_if_unresolved(
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """ExampleGen executor for Parquet that keeps every value."""
+
+    def __init__(self, context: Optional[base_beam_executor.BaseBeamExecutor.Context] = None):
+        """As TFX's, without packaging TFX for remote workers a DirectRunner never has.
+
+        TFX's BaseBeamExecutor, given Beam args without --extra_package /
+        --setup_file / --requirements_file / a container image, copies the
+        TFX installation and builds an sdist of it (`setup.py sdist` in a
+        subprocess: seconds, a minute on a loaded machine) so that remote
+        workers can import TFX. A DirectRunner's workers are this process or
+        its local subprocesses, which import TFX as it is; so for a
+        DirectRunner the Beam args are kept as given.
+        """
+        args = list(getattr(context, "beam_pipeline_args", None) or [])
+        if not (args and isinstance(context, base_beam_executor.BaseBeamExecutor.Context)
+                and runs_on_this_machine(args)):
+            super().__init__(context)
+            return
+        without_args = copy.copy(context)
+        without_args.beam_pipeline_args = None
+        super().__init__(without_args)
+        self._beam_pipeline_args = args
+        # What the base class does with the args besides packaging.
+        flags.FLAGS(sys.argv + args, known_only=True)
 
     def Do(
         self,

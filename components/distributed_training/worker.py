@@ -200,7 +200,11 @@ def train_with_strategy(strategy, spec: spec_lib.TrainingSpec, tf_config: Dict[s
 
     from models import model as model_lib
 
+    from models.tracing import skip_library_conversion
+
     started = time.time()
+    # As models/trainer.py: Keras and tf.Transform are traced without AutoGraph.
+    skip_library_conversion()
     hparams = model_lib.HParams.from_config(spec.hparams)
     # As models.trainer.make_deterministic, before any dataset or layer exists.
     tf_keras.utils.set_random_seed(hparams.seed)

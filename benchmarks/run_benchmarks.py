@@ -1,9 +1,12 @@
 """Benchmarks: Spark curation, Parquet -> tf.Example ingestion (ours vs stock
-vs the no-Beam floor), ExampleGen -> Transform (ours vs stock) and the whole
-pipeline (first run vs cached re-run), on synthetic weather of several sizes.
+vs the no-Beam floor), ExampleGen -> Transform (ours vs stock), the dev loop
+(`python local_runner.py` on the bundled data: first run and unchanged
+re-run, per component, repeated) and the whole pipeline ours vs a stock TFX
+configuration (bundled data and synthetic weather of the given sizes).
 
   python -m benchmarks.run_benchmarks [--sizes 10000,100000,1000000] [--smoke]
-                                      [--output benchmarks/results]
+                                      [--parts devloop,pipeline_vs_stock] [--repeat 3]
+                                      [--output benchmarks/results] [--merge]
 
 Writes <output>/results.json and <output>/results.md (after every measurement,
 so an interrupted run keeps what it measured) and prints the tables.
@@ -28,7 +31,8 @@ SCHEMA_PATH = os.path.join(REPO_ROOT, "schema", "schema.pbtxt")
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 SMOKE_SIZES = (200,)
 DEFAULT_OUTPUT = os.path.join("benchmarks", "results")
-PARTS = ("curation", "ingestion", "etl", "etl_stock", "etl_mp", "full_pipeline")
+PARTS = ("curation", "ingestion", "etl", "etl_stock", "etl_mp", "full_pipeline", "devloop",
+         "pipeline_vs_stock")
 SMOKE_PARTS = ("curation", "ingestion", "etl")
 SPAN = "span-1"
 PARQUET_GLOB = "*.parquet"
@@ -110,12 +114,17 @@ def run_size(bench: Bench, size: int, parts: List[str], largest: bool, first: bo
         bench.measure("etl_stock", size, "etl", executor="stock", input_base=string_root,
                       work_dir=os.path.join(base, "etl_stock"), schema_path=SCHEMA_PATH,
                       beam_pipeline_args=IN_MEMORY)
+    if "pipeline_vs_stock" in parts:
+        pipeline_vs_stock(bench, size, raw_data=[os.path.join(raw_dir, "*.csv")], station=None,
+                          stock_span_dir=os.path.join(dated_root, SPAN),
+                          base=os.path.join(base, "pipeline_vs_stock"))
     if "etl_mp" in parts and largest:
         bench.measure("etl_ours_mp2", size, "etl", executor="ours", input_base=dated_root,
                       work_dir=os.path.join(base, "etl_ours_mp2"), schema_path=SCHEMA_PATH,
                       beam_pipeline_args=MULTI_PROCESSING)
     # The examples and pipeline roots are large at 1M rows; the next size needs the disk.
-    for leftover in ("examples", "etl_ours", "etl_stock", "etl_ours_mp2", "raw"):
+    for leftover in ("examples", "etl_ours", "etl_stock", "etl_ours_mp2", "raw",
+                     "pipeline_vs_stock"):
         shutil.rmtree(os.path.join(base, leftover), ignore_errors=True)
 
 
@@ -205,10 +214,52 @@ def full_pipeline(bench: Bench) -> None:
     bench.measure("full_pipeline_rerun", size, "full_pipeline", runs_dir=runs_dir)
 
 
+def bundled_data() -> "tuple[str, int]":
+    """The bundled Seattle CSV and its row count."""
+    from vega_datasets import local_data
+
+    path = local_data.seattle_weather.filepath
+    with open(path) as f:
+        return path, sum(1 for _ in f) - 1
+
+
+def devloop(bench: Bench, repeats: int) -> None:
+    """`python local_runner.py --runs-dir FRESH` on the bundled data, then the
+    same command again (unchanged: cache), `repeats` times in fresh directories."""
+    _, rows = bundled_data()
+    bench.results["devloop_size"] = rows
+    for index in range(1, repeats + 1):
+        runs_dir = os.path.join(bench.work_dir, f"devloop_runs_{index}")
+        shutil.rmtree(runs_dir, ignore_errors=True)
+        bench.measure(f"devloop_first_{index}", rows, "devloop", runs_dir=runs_dir)
+        bench.measure(f"devloop_rerun_{index}", rows, "devloop", runs_dir=runs_dir)
+        for name in ("console.txt",):  # the last command's console, kept beside the logs
+            if os.path.exists(os.path.join(runs_dir, name)):
+                shutil.copy(os.path.join(runs_dir, name),
+                            os.path.join(bench.work_dir, "logs", f"devloop_{index}_{name}"))
+        shutil.rmtree(runs_dir, ignore_errors=True)
+
+
+def pipeline_vs_stock(bench: Bench, size: int, raw_data: List[str], station: Optional[str],
+                      stock_span_dir: Optional[str], base: str) -> None:
+    """Our pipeline (local_runner, curated beforehand) vs the stock configuration
+    (benchmarks/stock_pipeline.py) on the same curated rows."""
+    shutil.rmtree(base, ignore_errors=True)
+    ours_dir = os.path.join(base, "ours")
+    ours = bench.measure("pipeline_ours", size, "pipeline_ours", raw_data=raw_data,
+                         station=station, runs_dir=ours_dir)
+    span_dir = stock_span_dir or os.path.join(ours_dir, "data", "curated", SPAN)
+    if not os.path.isdir(span_dir):
+        print(f"    no curated span for the stock configuration ({ours['status']})")
+        return
+    bench.measure("pipeline_stock", size, "pipeline_stock", span_dir=span_dir,
+                  work_dir=os.path.join(base, "stock"), beam_pipeline_args=IN_MEMORY)
+
+
 def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=None,
-                        help="comma-separated raw row counts (default "
+                        help="comma-separated raw row counts, or 'none' (default "
                         f"{','.join(map(str, DEFAULT_SIZES))}; --smoke: {SMOKE_SIZES[0]})")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny size; ingestion and our ETL only: no stock ETL, multi-processing "
@@ -221,12 +272,17 @@ def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
                         "replacing those measured again")
     parser.add_argument("--work-dir", default=None,
                         help="generated data and outputs (default: a temporary directory, removed)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="dev-loop repetitions (first run + re-run each)")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds after which a measurement is killed and recorded as timeout")
     flags = parser.parse_args(argv)
     default_sizes = SMOKE_SIZES if flags.smoke else DEFAULT_SIZES
-    flags.sizes = ([int(s) for s in flags.sizes.split(",")] if flags.sizes
-                   else list(default_sizes))
+    if flags.sizes == "none":  # only the bundled-data parts (devloop, pipeline_vs_stock)
+        flags.sizes = []
+    else:
+        flags.sizes = ([int(s) for s in flags.sizes.split(",")] if flags.sizes
+                       else list(default_sizes))
     flags.parts = (flags.parts.split(",") if flags.parts
                    else list(SMOKE_PARTS if flags.smoke else PARTS))
     unknown = set(flags.parts) - set(PARTS)
@@ -248,6 +304,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "measurements": previous["measurements"] if previous else [],
         "checks": previous["checks"] if previous else {},
         "full_pipeline_size": previous.get("full_pipeline_size") if previous else None,
+        "devloop_size": previous.get("devloop_size") if previous else None,
+        "devloop_before": (previous or {}).get("devloop_before") or report.DEVLOOP_BEFORE,
     }
     if previous:
         results["previous_runs"] = previous.get("previous_runs", []) + [
@@ -256,6 +314,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     work_dir = flags.work_dir or tempfile.mkdtemp(prefix="rain-bench-")
     bench = Bench(work_dir, output_dir, results, flags.timeout)
     try:
+        if "devloop" in flags.parts:
+            devloop(bench, flags.repeat)
+        if "pipeline_vs_stock" in flags.parts:
+            raw, rows = bundled_data()
+            pipeline_vs_stock(bench, rows, raw_data=[raw], station="seattle", stock_span_dir=None,
+                              base=os.path.join(work_dir, "pipeline_vs_stock_bundled"))
         for index, size in enumerate(flags.sizes):
             run_size(bench, size, flags.parts, largest=size == max(flags.sizes),
                      first=index == 0)

@@ -16,6 +16,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional
 
 WORKLOADS: Dict[str, Callable[..., None]] = {}
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ERROR_HEAD_CHARS, _ERROR_TAIL_CHARS = 600, 1400
 PRECIPITATION = "precipitation"
 
@@ -166,6 +167,135 @@ def full_pipeline(run: Run, runs_dir: str) -> None:
                                    for c in summary.components}
     if exit_code != 0:
         raise RuntimeError(f"local_runner exited with {exit_code}")
+
+
+STEP_LINE = r"^  (\S+)\s+(COMPLETE|CACHED|RESOLVED|FAILED|done)\s+([0-9.]+) s$"
+
+
+@workload
+def devloop(run: Run, runs_dir: str, raw_data: Optional[List[str]] = None,
+            station: Optional[str] = None, extra_args: Optional[List[str]] = None) -> None:
+    """`python local_runner.py --runs-dir DIR` as a developer runs it: a fresh
+    process, so interpreter and library start-up are in the wall time.
+
+    Records the wall seconds, the console's step lines (name, status,
+    seconds: curation is not in ML Metadata), the number of console lines,
+    ML Metadata's component times and the eval AUC.
+    """
+    import re
+    import subprocess
+
+    argv = [sys.executable, os.path.join(_REPO_ROOT, "local_runner.py"), "--runs-dir", runs_dir]
+    for path in raw_data or []:
+        argv += ["--raw-data", path]
+    if station:
+        argv += ["--station", station]
+    argv += list(extra_args or [])
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run.start()
+    done = subprocess.run(argv, cwd=_REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    seconds = run.seconds()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run.extra["cpu_seconds"] = (after.ru_utime + after.ru_stime
+                                - before.ru_utime - before.ru_stime)
+    lines = done.stdout.splitlines()
+    steps = {}
+    for line in lines:
+        match = re.match(STEP_LINE, line)
+        if match:
+            steps[match.group(1)] = {"status": match.group(2), "seconds": float(match.group(3))}
+    run.extra.update({
+        "exit_code": done.returncode, "wall_seconds": seconds, "steps": steps,
+        "console_lines": len(lines) + len(done.stderr.splitlines()),
+        # On a terminal the start and "still running" lines are rewritten in
+        # place by the end line: what stays on the screen.
+        "screen_lines": len([line for line in lines
+                             if not re.match(r"^  \S+\s+(started|still running)", line)])
+                        + len(done.stderr.splitlines()),
+        "console_chars": len(done.stdout) + len(done.stderr),
+        "stderr": done.stderr[-2000:],
+    })
+    run.extra.update(_pipeline_outcome(os.path.join(runs_dir, "pipeline", "metadata.sqlite"),
+                                       "rain-tomorrow"))
+    with open(os.path.join(runs_dir, "console.txt"), "w") as f:
+        f.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"local_runner exited with {done.returncode}: {done.stderr[-500:]}")
+
+
+def _pipeline_outcome(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
+    """Component times and statuses (latest run) and the eval AUC, from ML Metadata."""
+    from tfx import v1 as tfx
+
+    from pipeline.run_summary import collect_run_summary
+
+    summary = collect_run_summary(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
+        pipeline_name)
+    if summary is None:
+        return {}
+    outcome: Dict[str, Any] = {
+        "components": {c.node_id: {"status": c.status, "seconds": c.seconds}
+                       for c in summary.components}}
+    if summary.evaluation is not None:
+        outcome["eval_auc"] = summary.evaluation.metrics.get("candidate", {}).get("auc")
+    return outcome
+
+
+@workload
+def pipeline_ours(run: Run, raw_data: List[str], station: Optional[str], runs_dir: str) -> None:
+    """Our pipeline (local_runner, in-process) over raw data curated beforehand.
+
+    Curation runs first in a separate process, untimed, so this times the
+    TFX pipeline on the same curated rows the stock configuration gets.
+    """
+    import subprocess
+
+    import local_runner
+
+    argv = ["--runs-dir", runs_dir]
+    for path in raw_data:
+        argv += ["--raw-data", path]
+    if station:
+        argv += ["--station", station]
+    subprocess.run([sys.executable, "-c",
+                    "import sys, local_runner\n"
+                    "flags = local_runner.parse_flags(sys.argv[1:])\n"
+                    "local_runner.curate(flags)", *argv], cwd=_REPO_ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    run.rows = parquet_rows(os.path.join(runs_dir, "data", "curated", "span-*", "*.parquet"))
+    run.start()
+    exit_code = local_runner.main(argv)
+    run.extra["exit_code"] = exit_code
+    run.extra.update(_pipeline_outcome(
+        os.path.join(runs_dir, "pipeline", local_runner.METADATA_FILE), "rain-tomorrow"))
+    if exit_code != 0:
+        raise RuntimeError(f"local_runner exited with {exit_code}")
+
+
+@workload
+def pipeline_stock(run: Run, span_dir: str, work_dir: str,
+                   beam_pipeline_args: List[str]) -> None:
+    """The stock configuration (benchmarks/stock_pipeline.py) over a curated span."""
+    from tfx import v1 as tfx
+
+    from benchmarks.stock_pipeline import create_stock_pipeline, write_curated_as_csv
+
+    name = "bench-stock-pipeline"
+    csv_dir = os.path.join(work_dir, "csv")
+    run.rows = write_curated_as_csv(span_dir, os.path.join(csv_dir, "data.csv"))
+    metadata_path = os.path.join(work_dir, "metadata.sqlite")
+    pipeline = create_stock_pipeline(name, os.path.join(work_dir, "root"), metadata_path,
+                                     csv_dir, os.path.join(work_dir, "serving"),
+                                     beam_pipeline_args)
+    run.start()
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    finally:
+        run.extra.update(_pipeline_outcome(metadata_path, name))
 
 
 @workload

@@ -17,11 +17,12 @@ while the component runs, elsewhere a "still running" line is printed every
 """
 import contextlib
 import io
+import logging
 import os
 import sys
 import threading
 import time
-from typing import Callable, Iterator, Optional, TextIO
+from typing import Callable, Iterator, List, Optional, TextIO, Tuple
 
 HEARTBEAT_SECONDS = 30.0
 TICK_SECONDS = 1.0
@@ -101,12 +102,17 @@ def quiet_output(log_path: str) -> Iterator[Console]:
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     log = open(log_path, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
     old_streams = sys.stdout, sys.stderr
+    handlers = _console_log_handlers(old_streams)
     try:
         for fd in (1, 2):
             os.dup2(log.fileno(), fd)
         sys.stdout = sys.stderr = log
+        for handler, _ in handlers:
+            handler.setStream(log)
         yield console
     finally:
+        for handler, stream in handlers:
+            handler.setStream(stream)
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__, log):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -120,6 +126,25 @@ def quiet_output(log_path: str) -> Iterator[Console]:
                 with contextlib.suppress(Exception):
                     stream.flush()
                     stream.close()
+
+
+def _console_log_handlers(streams) -> List[Tuple[logging.StreamHandler, TextIO]]:
+    """Logging handlers (root's, absl's) writing to the console's streams, with their stream.
+
+    A handler keeps the stream it was created with: in a process whose
+    sys.stderr is not fd 2 (a test's capture, an embedding program) the fd
+    redirect would not reach it, so it is pointed at the log explicitly.
+    """
+    targets = {id(s) for s in (*streams, sys.__stdout__, sys.__stderr__) if s is not None}
+    found = []
+    for logger in (logging.getLogger(), logging.getLogger("absl")):
+        for handler in logger.handlers:
+            handler = getattr(handler, "python_handler", handler)  # absl's wrapper
+            if (isinstance(handler, logging.StreamHandler)
+                    and id(getattr(handler, "stream", None)) in targets
+                    and all(handler is not h for h, _ in found)):
+                found.append((handler, handler.stream))
+    return found
 
 
 class _Step:

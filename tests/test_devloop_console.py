@@ -48,20 +48,28 @@ def test_quiet_output_sends_fd_level_python_and_child_output_to_the_log(tmp_path
 def test_quiet_output_keeps_a_non_descriptor_console_and_restores_on_error(tmp_path):
     import io
 
+    import logging
+
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    # A handler created while stderr was `err` (like absl's, made at import time).
+    handler = logging.StreamHandler(err)
+    logging.getLogger().addHandler(handler)
     try:
         with pytest.raises(RuntimeError):
             with console_lib.quiet_output(str(tmp_path / "x.log")) as console:
                 print("noise")
+                logging.getLogger("some.library").warning("library warning")
                 console.line("mine")
                 raise RuntimeError("boom")
         assert (sys.stdout, sys.stderr) == (out, err)
+        assert handler.stream is err
     finally:
+        logging.getLogger().removeHandler(handler)
         sys.stdout, sys.stderr = saved
-    assert out.getvalue() == "mine\n"
-    assert (tmp_path / "x.log").read_text() == "noise\n"
+    assert out.getvalue() == "mine\n" and err.getvalue() == ""
+    assert (tmp_path / "x.log").read_text() == "noise\nlibrary warning\n"
 
 
 def test_step_lines_on_a_pipe_start_end_and_heartbeat(tmp_path):

@@ -1,6 +1,7 @@
 """The bundled Seattle data through the whole local pipeline (see pipeline_runs)."""
 import json
 import os
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -131,3 +132,49 @@ def test_anomalous_span_stops_before_transform_and_leaves_serving_untouched(pipe
     assert "wind" in anomalous.stderr and "FLOAT_TYPE_BIG_FLOAT" in anomalous.stderr
     assert anomalous.summary.drift_note.startswith("span 2 compared with span 1")
     assert anomalous.serving_files == pipeline_runs.first.serving_files
+
+
+def _step_lines(stdout):
+    """{step: status} from the runner's per-step end lines."""
+    import re
+
+    steps = {}
+    for line in stdout.splitlines():
+        match = re.match(r"^  (\S+)\s+(COMPLETE|CACHED|RESOLVED|FAILED)\s+[0-9.]+ s$", line)
+        if match:
+            steps[match.group(1)] = match.group(2)
+    return steps
+
+
+def test_console_is_one_line_per_step_and_library_output_is_in_the_log(pipeline_runs):
+    """Issue #11: the default console is the runner's lines; the rest is in the run's log."""
+    first, rerun = pipeline_runs.first, pipeline_runs.rerun
+    assert _step_lines(first.stdout) == {"SparkCuration": "COMPLETE",
+                                         **{n: "COMPLETE" for n in PIPELINE_NODES}}
+    assert _step_lines(rerun.stdout) == {"SparkCuration": "CACHED",
+                                         **{n: "CACHED" for n in PIPELINE_NODES}}
+    for record in (first, rerun):
+        console = record.stdout + record.stderr
+        for noise in ("WARNING:absl", "tensorflow/core", "[Stage ", "ETA:", "Epoch 1/1",
+                      "WARN Utils", "loss:"):
+            assert noise not in console, noise
+        # What stays on a terminal (start/"still running" lines are rewritten
+        # in place there; on this pipe they depend on the machine's load).
+        screen = [l for l in console.splitlines()
+                  if not re.match(r"^  \S+\s+(started|still running)", l)]
+        assert len(screen) <= 50, console
+    (log_line,) = [l for l in first.stdout.splitlines() if l.startswith("Log: ")]
+    log_path = log_line.split()[1]
+    assert log_path.startswith(os.path.join(pipeline_runs.pipeline_root, "logs") + os.sep)
+    log = open(log_path, errors="replace").read()
+    assert "WARNING:absl" in log  # TFX/TF warnings
+    assert "loss:" in log  # Keras' one line for the epoch
+    assert "Trainer" in log or "Transform" in log
+
+
+def test_anomalous_run_says_which_step_failed(pipeline_runs):
+    anomalous = pipeline_runs.anomalous
+    steps = _step_lines(anomalous.stdout)
+    assert steps["AnomalyGate"] == "FAILED"
+    assert "Transform" not in steps
+    assert "Pipeline stopped: " in anomalous.stderr and "Traceback" not in anomalous.stderr

@@ -23,13 +23,20 @@ DEVLOOP_BEFORE = {
     "first_run_seconds": 87.0,
     "first_run_note": "`python local_runner.py --runs-dir /tmp/b0`, 2026-11-27, load ~2, "
                       "measured once by hand (wall)",
-    "components": {"SparkCuration (incl. JVM start)": 17.5, "FileBasedExampleGen": 2.0,
+    "components": {"SparkCuration (15-20 s incl. JVM start: midpoint)": 17.5, "FileBasedExampleGen": 2.0,
                    "StatisticsGen": 4.1, "Transform": 22.0, "Trainer": 21.0, "Evaluator": 5.4},
     "committed": {"full_pipeline_first": 134.6, "full_pipeline_rerun": 9.0,
                   "note": "benchmark rows `full_pipeline_*` committed before #11 "
                           "(local_runner.main in a warm process)"},
     "console_lines": "hundreds (a Spark progress bar per stage, a Keras line per step, "
                      "TF/absl warnings)",
+    # The code before #11 (git archive of 148043b, before this work; run 2026-11-27 14:59-15:18)
+    # run once more by hand on the same machine while the after rows were measured,
+    # at the same heavy load (1-minute load 17-22): a like-for-like comparison.
+    "loaded": {"wall_seconds": 1080.0, "cpu_seconds": 85.5, "load": "17-22",
+               "components": {"FileBasedExampleGen": 13.2, "StatisticsGen": 58.4,
+                              "Transform": 279.0, "Trainer": 309.7, "Evaluator": 101.5},
+               "eval_auc": 0.7298},
 }
 DEVLOOP_TARGETS = {"first_run_seconds": 45.0, "rerun_seconds": 5.0, "console_lines": 50}
 
@@ -414,6 +421,11 @@ def devloop_summary(results: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def _load_range(loads: List[Optional[float]]) -> str:
+    loads = [v for v in loads if v is not None]
+    return "–" if not loads else f"{min(loads):.0f}-{max(loads):.0f}"
+
+
 def devloop_targets(results: Dict[str, Any]) -> List[List[str]]:
     summary = devloop_summary(results)
     if not summary["first"]:
@@ -425,11 +437,13 @@ def devloop_targets(results: Dict[str, Any]) -> List[List[str]]:
         [f"dev loop: bundled data, first run ≤ {DEVLOOP_TARGETS['first_run_seconds']:.0f} s "
          "(curation and process start-up included)",
          "yes" if first <= DEVLOOP_TARGETS["first_run_seconds"] else "no",
-         f"median {_number(first)} s, min {_number(min(summary['first']))} s"],
+         f"median {_number(first)} s, min {_number(min(summary['first']))} s at 1-minute load "
+         f"{_load_range(summary['load'])}"],
         [f"dev loop: unchanged re-run ≤ {DEVLOOP_TARGETS['rerun_seconds']:.0f} s",
          "–" if rerun is None else ("yes" if rerun <= DEVLOOP_TARGETS["rerun_seconds"] else "no"),
          "–" if rerun is None else
-         f"median {_number(rerun)} s, min {_number(min(summary['rerun']))} s"],
+         f"median {_number(rerun)} s, min {_number(min(summary['rerun']))} s at 1-minute load "
+         f"{_load_range(summary['load'])}"],
     ]
     if lines:
         rows.append([f"dev loop: default console output fits one screen "
@@ -454,8 +468,8 @@ def devloop_section(results: Dict[str, Any]) -> List[str]:
              f"{_number(before['committed']['full_pipeline_rerun'])} s "
              f"({before['committed']['note']}); console: {before['console_lines']}.", "",
              f"After: first run {_spread(summary['first'])} s wall; unchanged re-run "
-             f"{_spread(summary['rerun'])} s wall; process CPU (user+sys, incl. Spark's JVM) of "
-             f"the first run {_spread(summary['first_cpu'])} s; 1-minute load at the starts "
+             f"{_spread(summary['rerun'])} s wall; CPU (user+sys of the command and the children "
+             f"it waited for) of the first run {_spread(summary['first_cpu'])} s; 1-minute load at the starts "
              f"{', '.join(_number(v) for v in summary['load'] if v is not None)}; eval AUC "
              f"{', '.join(_number(v, 4) for v in summary['eval_auc'] if v is not None)}.", ""]
     names = list(summary["steps"])
@@ -463,6 +477,8 @@ def devloop_section(results: Dict[str, Any]) -> List[str]:
         short = name.split(" ")[0]
         if short not in names:
             names.append(short)
+    loaded = before.get("loaded") or {}
+    loaded_components = loaded.get("components", {})
     rows = []
     for name in names:
         before_seconds = next((v for k, v in before["components"].items()
@@ -472,14 +488,20 @@ def devloop_section(results: Dict[str, Any]) -> List[str]:
         rows.append([name, _number(before_seconds),
                      "–" if before_seconds is None else
                      f"{before_seconds / before['first_run_seconds']:.0%}",
+                     _number(loaded_components.get(name)),
                      _spread(after), "–" if median is None else f"{median / first:.0%}"])
     step_total = sum(_median(v) or 0 for v in summary["steps"].values())
     rows.append(["start-up, imports, summary, report (rest of the wall time)",
                  _number(before["first_run_seconds"] - sum(before["components"].values())),
                  f"{1 - sum(before['components'].values()) / before['first_run_seconds']:.0%}",
-                 _number(first - step_total), f"{(first - step_total) / first:.0%}"])
-    lines += _table(["step", "before s", "before share", "after s (median, spread)", "after share"],
-                    rows)
+                 "–", _number(first - step_total), f"{(first - step_total) / first:.0%}"])
+    rows.append(["**whole run, wall**", _number(before["first_run_seconds"]), "100%",
+                 _number(loaded.get("wall_seconds")), _spread(summary["first"]), "100%"])
+    rows.append(["**whole run, CPU user+sys**", "–", "", _number(loaded.get("cpu_seconds")),
+                 _spread(summary["first_cpu"]), ""])
+    lines += _table(["step", "before s (load ~2)", "before share",
+                     f"before s, same load as after ({loaded.get('load', '–')})",
+                     "after s (median, spread)", "after share"], rows)
     return lines
 
 

@@ -274,6 +274,74 @@ def test_run_submits_then_waits():
 
 # --- the Trainer task's TFJob path: stage on the volume, submit, wait, collect ---
 
+def _task_inputs(tmp_path):
+    """What KFP's launcher gives the Trainer task: local copies of its inputs."""
+    import types
+
+    local = tmp_path / "task"
+    for split in ("train", "eval"):
+        (local / "examples" / f"Split-{split}").mkdir(parents=True)
+        (local / "examples" / f"Split-{split}" / "data.gz").write_bytes(split.encode())
+    (local / "transform_graph" / "transform_fn").mkdir(parents=True)
+    (local / "transform_graph" / "transform_fn" / "saved_model.pb").write_bytes(b"tg")
+    return types.SimpleNamespace(
+        train_files=[str(local / "examples" / "Split-train" / "*")],
+        eval_files=[str(local / "examples" / "Split-eval" / "*")],
+        transform_graph_path=str(local / "transform_graph"),
+        serving_model_dir=str(local / "model" / "Format-Serving"),
+        model_run_dir=str(local / "model_run"), train_steps=100, eval_steps=5, custom_config={})
+
+
+def _fake_cluster(seen):
+    """An autospec'd API whose create plays the TFJob's pods: read the spec, export as the chief."""
+    from components.distributed_training import spec as spec_lib
+
+    api = _api()
+
+    def create(group, version, namespace, plural, body, **kwargs):
+        spec = spec_lib.TrainingSpec.read(body["spec"]["tfReplicaSpecs"]["Chief"]["template"]
+                                          ["spec"]["containers"][0]["command"][4])
+        seen["spec"], seen["body"] = spec, body
+        with open(spec.train_files[0].replace("*", "data.gz"), "rb") as staged:
+            seen["train_bytes"] = staged.read()
+        os.makedirs(spec.serving_model_dir)
+        with open(os.path.join(spec.serving_model_dir, "saved_model.pb"), "wb") as out:
+            out.write(b"model")
+        os.makedirs(spec.workers_dir())
+        with open(spec.log_path("chief-0"), "w") as log:
+            log.write("chief-0: done\n")
+        return body
+
+    api.create_namespaced_custom_object.side_effect = create
+    api.get_namespaced_custom_object.return_value = _job(CREATED, SUCCEEDED)
+    return api
+
+
+def test_run_fn_dispatch_takes_the_tfjob_path_from_custom_config(tmp_path, monkeypatch):
+    from components import distributed_training as dt
+
+    fn_args = _task_inputs(tmp_path)
+    data_root = str(tmp_path / "volume")
+    fn_args.custom_config = {
+        "seed": 3, "batch_size": 16, "train_workers": 3, "train_timeout_seconds": 900,
+        "tfjob": {"namespace": "team-a", "image": "img:1", "data_root": data_root,
+                  "data_claim": "rain-tomorrow-data", "resources": [1, 2, 2, 4]}}
+    seen = {}
+    api = _fake_cluster(seen)
+    monkeypatch.setattr(tfjob_client, "default_api", lambda: api)
+
+    assert dt.wants_distributed(fn_args.custom_config)
+    dt.run_from_config(fn_args)
+
+    body = seen["body"]
+    assert body["metadata"]["name"] == dt.tfjob_name(fn_args)
+    assert {k: r["replicas"] for k, r in body["spec"]["tfReplicaSpecs"].items()} == {"Chief": 1, "Worker": 2}
+    assert body["spec"]["runPolicy"]["activeDeadlineSeconds"] == 900
+    assert _errors(body) == [] and tfjob.webhook_errors(body) == []
+    assert seen["spec"].hparams == {"seed": 3, "batch_size": 16}  # no distribution keys
+    assert os.path.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb"))
+
+
 def test_train_on_tfjob_stages_inputs_submits_and_collects_the_chiefs_export(tmp_path):
     from components.distributed_training import spec as spec_lib
     from components.distributed_training import tfjob_trainer

@@ -146,7 +146,7 @@ def test_component_lines_come_from_the_local_dag_runner(tmp_path):
 
         @tfx.dsl.components.component
         def Produce(out: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.String]):
-            open(os.path.join(out.uri, "value"), "w").write("x")
+            out.value = "x"
 
         @tfx.dsl.components.component
         def Consume(value: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.String]):

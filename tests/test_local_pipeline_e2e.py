@@ -167,9 +167,11 @@ def test_console_is_one_line_per_step_and_library_output_is_in_the_log(pipeline_
     log_path = log_line.split()[1]
     assert log_path.startswith(os.path.join(pipeline_runs.pipeline_root, "logs") + os.sep)
     log = open(log_path, errors="replace").read()
-    assert "WARNING:absl" in log  # TFX/TF warnings
-    assert "loss:" in log  # Keras' one line for the epoch
-    assert "Trainer" in log or "Transform" in log
+    # Keras' one line for the epoch (sys.stdout during the run). TFX's
+    # "WARNING:absl:" lines come from a root handler logging.basicConfig adds
+    # in a plain process; under pytest its log capture takes them instead, so
+    # they are checked in tests/test_devloop_console.py, not here.
+    assert re.search(r"^\d+/\d+ - .*loss: .* - val_auc: ", log, re.MULTILINE), log[-2000:]
 
 
 def test_anomalous_run_says_which_step_failed(pipeline_runs):

@@ -28,12 +28,10 @@ import argparse
 import contextlib
 import datetime
 import fcntl
-import importlib
 import json
 import os
 import socket
 import sys
-import threading
 import traceback
 from typing import Dict, Iterator, List, Optional
 
@@ -368,40 +366,18 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
     return exit_code
 
 
-# What run_pipeline imports (TensorFlow, TFX, tf.Transform, TFMA: about 10 s of
-# start-up), loaded while Spark curation runs: the curation's Python side only
-# waits for the JVM, so the two overlap instead of adding up.
-PRELOAD_MODULES = ("tensorflow", "tfx.v1", "tensorflow_transform", "tensorflow_model_analysis",
-                   "pipeline.pipeline", "pipeline.run_summary", "pipeline.report",
-                   "models.trainer")
-
-
-def preload_in_background(modules=PRELOAD_MODULES) -> threading.Thread:
-    """Imports `modules` in a daemon thread; a failure is left for the real import to report."""
-
-    def work():
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # pylint: disable=broad-except
-                return
-
-    thread = threading.Thread(target=work, name="preload-imports", daemon=True)
-    thread.start()
-    return thread
-
-
 def _run(flags: argparse.Namespace, run_id: str) -> int:
     from components.spark_curation.job import CurationError
 
     cleanup = clean_up_at_start(flags, run_id)
-    preload = preload_in_background()
+    # TensorFlow/TFX are not imported in a background thread during curation:
+    # tried, it saved seconds but once hung the process (every thread waiting
+    # on a lock, importing TensorFlow beside pyspark); imports stay sequential.
     try:
         curate(flags)
     except CurationError as error:
         _complain(f"Curation failed: {error}")
         return EXIT_DATA_REJECTED
-    preload.join()
     return run_pipeline(flags, run_id, cleanup)
 
 

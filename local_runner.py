@@ -2,6 +2,7 @@
 
 Usage (defaults run the bundled Seattle data into ./runs/):
   python local_runner.py [--raw-data 'my/*.csv' --station my_station] ...
+  python local_runner.py --raw-data north.csv --station KNOR --raw-data south.csv --station KSOU ...
 
 Flags are checked first (types, ranges, writable locations); then the run
 takes an exclusive lock on its data, pipeline and serving directories (one
@@ -56,14 +57,25 @@ class RunLockedError(RuntimeError):
 
 def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parses and validates the flags; a bad one exits 2 naming it (argparse)."""
+    from components.spark_curation.inputs import (
+        DEFAULT_MAX_QUARANTINE_SHARE, StationMappingError, pair_stations, share_flag)
     from pipeline.runner_settings import add_shared_flags, unwritable_reason
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_argument_group("data")
     group.add_argument("--raw-data", action="append", default=None,
                        help="raw weather CSV path or glob (repeatable); default: bundled Seattle data")
-    group.add_argument("--station", default=None,
-                       help="station id for CSVs without a station column (default for the bundled data: seattle)")
+    group.add_argument("--station", action="append", default=None,
+                       help="station id for CSVs without a station column: once for all "
+                            "--raw-data, or once per --raw-data, paired in order (default for "
+                            "the bundled data: seattle)")
+    group.add_argument("--station-from-filename", action="store_true",
+                       help="each CSV's station is its file name without the extension "
+                            "(raw/KSEA.csv -> KSEA); excludes --station")
+    group.add_argument("--max-quarantine-share", type=share_flag,
+                       default=DEFAULT_MAX_QUARANTINE_SHARE,
+                       help="curation stops (exit 1, nothing written) when more than this "
+                            "share of the rows (0-1) is quarantined (default %(default)s)")
     group.add_argument("--spark-master", default="local[*]")
     group = parser.add_argument_group("locations")
     group.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,
@@ -96,7 +108,12 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
         from vega_datasets import local_data
 
         flags.raw_data = [local_data.seattle_weather.filepath]
-        flags.station = flags.station or "seattle"
+        if not flags.station_from_filename:
+            flags.station = flags.station or ["seattle"]
+    try:  # a usage error (exit 2) before any work: "3 --station values for 2 --raw-data values"
+        flags.raw_inputs = pair_stations(flags.raw_data, flags.station, flags.station_from_filename)
+    except StationMappingError as error:
+        parser.error(str(error))
     return flags
 
 
@@ -208,7 +225,8 @@ def curate(flags: argparse.Namespace):
 
     with step(_active_console(), "SparkCuration") as status:
         result = run_curation(
-            flags.raw_data, flags.data_dir, station=flags.station, master=flags.spark_master
+            flags.raw_inputs, flags.data_dir, master=flags.spark_master,
+            max_quarantine_share=flags.max_quarantine_share, verbose=flags.verbose,
         )
         status["status"] = "CACHED" if result.skipped else "COMPLETE"
     if result.skipped:

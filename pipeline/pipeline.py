@@ -80,8 +80,12 @@ def create_pipeline(
             metadata_path=config.drift_metadata_path,
             statistics_node_id=node_ids.STATISTICS_GEN,
         ).with_id(node_ids.DRIFT_VALIDATOR)
+    # examples + schema let the gate name the station and date of the rows
+    # behind an out-of-domain anomaly (read only when there is one).
     anomaly_gate = AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
         **({"drift_anomalies": drift_validator.outputs["anomalies"]} if drift_validator else {}),
     ).with_id(node_ids.ANOMALY_GATE)
     transform = tfx.components.Transform(

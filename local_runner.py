@@ -58,24 +58,14 @@ class RunLockedError(RuntimeError):
 def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parses and validates the flags; a bad one exits 2 naming it (argparse)."""
     from components.spark_curation.inputs import (
-        DEFAULT_MAX_QUARANTINE_SHARE, StationMappingError, pair_stations, share_flag)
+        StationMappingError, add_station_flags, pair_stations)
     from pipeline.runner_settings import add_shared_flags, unwritable_reason
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_argument_group("data")
     group.add_argument("--raw-data", action="append", default=None,
                        help="raw weather CSV path or glob (repeatable); default: bundled Seattle data")
-    group.add_argument("--station", action="append", default=None,
-                       help="station id for CSVs without a station column: once for all "
-                            "--raw-data, or once per --raw-data, paired in order (default for "
-                            "the bundled data: seattle)")
-    group.add_argument("--station-from-filename", action="store_true",
-                       help="each CSV's station is its file name without the extension "
-                            "(raw/KSEA.csv -> KSEA); excludes --station")
-    group.add_argument("--max-quarantine-share", type=share_flag,
-                       default=DEFAULT_MAX_QUARANTINE_SHARE,
-                       help="curation stops (exit 1, nothing written) when more than this "
-                            "share of the rows (0-1) is quarantined (default %(default)s)")
+    add_station_flags(group, "--raw-data")  # default for the bundled data: seattle
     group.add_argument("--spark-master", default="local[*]")
     group = parser.add_argument_group("locations")
     group.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,

@@ -12,19 +12,7 @@ import pytest
 
 import local_runner
 from components.spark_curation import job
-
-
-@pytest.fixture
-def no_work(monkeypatch):
-    calls = []
-
-    def forbidden(*args, **kwargs):
-        calls.append(args)
-        raise AssertionError("work started despite a bad flag")
-
-    monkeypatch.setattr(local_runner, "curate", forbidden)
-    monkeypatch.setattr(local_runner, "run_pipeline", forbidden)
-    return calls
+from tests.test_reliability_flags import no_work  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("argv, says", [

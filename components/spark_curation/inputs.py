@@ -303,3 +303,24 @@ def inputs_fingerprint(file_digests: Dict[str, str],
     else:
         identity["station"] = station
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def add_station_flags(parser, inputs_flag: str) -> None:
+    """Adds --station, --station-from-filename and --max-quarantine-share.
+
+    One definition for every command line that curates (the job's own CLI,
+    local_runner.py); `inputs_flag` is that CLI's raw-data flag, named in the
+    help. `pair_stations(raw, flags.station, flags.station_from_filename)`
+    then pairs them.
+    """
+    parser.add_argument("--station", action="append", default=None,
+                        help="station id for CSVs without a station column: once for all "
+                             f"{inputs_flag} values, or once per {inputs_flag}, paired in order")
+    parser.add_argument("--station-from-filename", action="store_true",
+                        help="each file's station is its file name without the extension "
+                             "(raw/KSEA.csv -> KSEA); excludes --station; files must not have "
+                             "a station column")
+    parser.add_argument("--max-quarantine-share", type=share_flag,
+                        default=DEFAULT_MAX_QUARANTINE_SHARE,
+                        help="stop (nothing written) when more than this share of the rows "
+                             "(0-1) is quarantined (default %(default)s; 1 = no ceiling)")

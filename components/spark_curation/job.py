@@ -419,16 +419,7 @@ def parse_flags(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="raw CSV path(s) or glob(s); repeatable")
     parser.add_argument("--output-dir", required=True,
                         help="root of curated/ and quarantine/")
-    parser.add_argument("--station", action="append", default=None,
-                        help="station id for CSVs without a station column: once for all "
-                             "inputs, or once per --input value, paired in order")
-    parser.add_argument("--station-from-filename", action="store_true",
-                        help="each file's station is its file name without the extension "
-                             "(raw/KSEA.csv -> KSEA); files must not have a station column")
-    parser.add_argument("--max-quarantine-share", type=share_flag,
-                        default=DEFAULT_MAX_QUARANTINE_SHARE,
-                        help="stop without writing when more than this share of the rows "
-                             "(0-1) is quarantined (default %(default)s; 1 = no ceiling)")
+    inputs.add_station_flags(parser, "--input")
     parser.add_argument("--verbose", action="store_true", default=None,
                         help="Spark's progress bars and WARN logs on the console (also: "
                              f"{VERBOSE_ENV}=1); default quiet")

@@ -124,4 +124,35 @@ def beam_args(num_workers: int = 0, extra: Tuple[str, ...] = ()) -> List[str]:
             "--direct_running_mode=multi_processing",
             f"--direct_num_workers={num_workers}",
         ]
-    return args + list(extra)
+    return args + list(extra) + _direct_runner_dependency_flag(extra)
+
+
+# Beam options with which TFX's executors take the workers' dependencies as
+# given (tfx/utils/dependency_utils.make_beam_dependency_flags); without one,
+# every Beam component builds an sdist of the installed TFX at start-up (about
+# 1-2 s per component on a quiet machine, a minute under load), which only
+# remote runners use.
+_DEPENDENCY_FLAGS = ("--extra_package", "--extra_packages", "--setup_file",
+                     "--requirements_file", "--worker_harness_container_image",
+                     "--sdk_container_image")
+
+
+def _direct_runner_dependency_flag(extra: Tuple[str, ...]) -> List[str]:
+    """`--sdk_container_image` when the runner stays the DirectRunner.
+
+    DirectRunner workers (threads, or subprocesses of this interpreter) use
+    this environment and never read the option; it only tells TFX not to
+    package itself. Any other `--runner` or a dependency flag of the caller's
+    leaves the decision to TFX and the caller.
+    """
+    runners = [arg.split("=", 1)[1] for arg in extra if arg.startswith("--runner=")]
+    if any(runner not in ("DirectRunner", "direct") for runner in runners):
+        return []
+    if any(arg.split("=", 1)[0] in _DEPENDENCY_FLAGS for arg in extra):
+        return []
+    import sys
+
+    from apache_beam.version import __version__ as beam_version
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return [f"--sdk_container_image=apache/beam_python{python}_sdk:{beam_version}"]

@@ -208,13 +208,26 @@ _UP_TO_STATISTICS = ("FileBasedExampleGen", "StatisticsGen")
 ETL_COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "Transform")
 
 
+# The ExampleGen node's id differs: stock TFX's FileBasedExampleGen, ours
+# ParquetExampleGen (its class's default id in the ETL pipelines).
+_NODE_ALIASES = {"FileBasedExampleGen": ("FileBasedExampleGen", "ParquetExampleGen")}
+
+
+def _node_run(components: Dict[str, Any], node: str) -> Optional[Dict[str, Any]]:
+    for alias in _NODE_ALIASES.get(node, (node,)):
+        if alias in components:
+            return components[alias]
+    return None
+
+
 def _component_seconds(results, name: str, size: int, nodes) -> Optional[float]:
     """Sum of the nodes' seconds, if each of them completed."""
     found = find(results, name, size)
     components = (found or {}).get("extra", {}).get("components", {})
-    if not all(components.get(node, {}).get("status") == "COMPLETE" for node in nodes):
+    runs = [_node_run(components, node) for node in nodes]
+    if not all(run and run.get("status") == "COMPLETE" for run in runs):
         return None
-    return sum(components[node]["seconds"] for node in nodes)
+    return sum(run["seconds"] for run in runs)
 
 
 def component_rows(results: Dict[str, Any]) -> List[List[str]]:
@@ -226,7 +239,7 @@ def component_rows(results: Dict[str, Any]) -> List[List[str]]:
             continue
         cells = []
         for node in ETL_COMPONENTS:
-            run = components.get(node)
+            run = _node_run(components, node)
             cells.append("–" if run is None else
                          _number(run["seconds"]) + ("" if run["status"] == "COMPLETE"
                                                     else f" {run['status']}"))

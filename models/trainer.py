@@ -12,6 +12,7 @@ import tf_keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from components import distributed_training
 from models import model as model_lib
 from models.tracing import skip_library_conversion
 
@@ -61,7 +62,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     Args:
       fn_args: the Trainer's arguments; uses train_files, eval_files,
         train_steps, eval_steps, transform_graph_path, data_accessor,
-        custom_config (hyper-parameters, see `model_lib.HParams.from_config`),
+        custom_config (hyper-parameters, see `model_lib.HParams.from_config`;
+        `train_workers` > 1, `train_strategy` or `tfjob` hand the training to
+        `components.distributed_training`),
         model_run_dir (TensorBoard logs) and serving_model_dir (the export).
     """
     if not fn_args.train_steps or not fn_args.eval_steps:
@@ -70,7 +73,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             f"(got {fn_args.train_steps} and {fn_args.eval_steps}); the datasets "
             "repeat forever, so training would never end."
         )
-    hparams = model_lib.HParams.from_config(fn_args.custom_config)
+    if distributed_training.wants_distributed(fn_args.custom_config):
+        # N worker processes (MultiWorkerMirroredStrategy) or, on Kubeflow, a
+        # TFJob: same model, hyper-parameters and serving export
+        # (components/distributed_training, docs/distributed_training.md).
+        distributed_training.run_from_config(fn_args)
+        return
+    hparams = model_lib.HParams.from_config(distributed_training.hparams_of(fn_args.custom_config))
     logging.info("Training with %s", hparams)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
 

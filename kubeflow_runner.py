@@ -20,6 +20,7 @@ import sys
 from typing import Callable, List, Optional
 
 from components.spark_curation import cluster as spark_cluster
+from pipeline import node_ids
 from pipeline.kubeflow import settings as kf
 from pipeline.runner_settings import add_shared_flags, pipeline_config_from_flags
 
@@ -133,8 +134,18 @@ def settings_from_flags(flags: argparse.Namespace) -> kf.KubeflowSettings:
     """Resolves in-cluster defaults and builds the typed settings."""
     from components.spark_curation.job import CURATED_DIR
 
+    tfjob = None
+    if flags.train_workers > 1:
+        if not flags.data_volume_claim:
+            raise ValueError("--train-workers > 1 runs the Trainer as a TFJob whose pods read the staged "
+                             "data from the data volume: give --data-volume-claim (not Vertex AI)")
+        trainer = flags.task_resources[node_ids.TRAINER]
+        tfjob = {"namespace": flags.namespace or "kubeflow", "image": flags.image,
+                 "data_root": flags.data_root, "data_claim": flags.data_volume_claim,
+                 "resources": [trainer.cpu_request, trainer.memory_request_gb,
+                               trainer.cpu_limit, trainer.memory_limit_gb]}
     config = pipeline_config_from_flags(
-        flags, pipeline_root=flags.pipeline_root,
+        flags, pipeline_root=flags.pipeline_root, tfjob=tfjob,
         curated_root=posixpath.join(flags.data_root, CURATED_DIR),
         schema_path=flags.schema_path, serving_base=flags.serving_base,
         server_model_base_path=(flags.server_model_base_path
@@ -159,7 +170,8 @@ def settings_from_flags(flags: argparse.Namespace) -> kf.KubeflowSettings:
         raw_data=flags.raw_data or kf.default_raw_data(flags.data_root), station=flags.station,
         submission=submission, artifact_io=flags.artifact_io,
         volume_mounts=kf.volume_mounts(flags.data_volume_claim, flags.data_root,
-                                       flags.serving_volume_claim, flags.serving_base),
+                                       flags.serving_volume_claim, flags.serving_base,
+                                       train_workers=flags.train_workers),
         resources=flags.task_resources)
 
 

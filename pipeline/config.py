@@ -4,7 +4,7 @@ Runners build one `PipelineConfig` (from flags) and hand it to
 `pipeline.pipeline.create_pipeline`; nothing here reads the environment.
 """
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 DEFAULT_PIPELINE_NAME = "rain-tomorrow"
 DEFAULT_MODEL_NAME = "rain_tomorrow"
@@ -20,15 +20,30 @@ class TrainingConfig:
     learning_rate: float = 0.003
     hidden_units: Tuple[int, ...] = (32, 16)
     seed: int = 0
+    # Data-parallel training (components/distributed_training, docs/distributed_training.md):
+    # N > 1 trains with MultiWorkerMirroredStrategy across N processes, locally
+    # on 127.0.0.1 or, with `tfjob`, as a TFJob of 1 Chief + N-1 Workers.
+    train_workers: int = 1
+    train_timeout_seconds: int = 3600
+    # Kubeflow only: {"namespace", "image", "data_root", "data_claim",
+    # "resources": [cpu_request, memory_request_gb, cpu_limit, memory_limit_gb]}.
+    tfjob: Optional[Dict[str, Any]] = None
 
     def custom_config(self) -> dict:
         """Hyper-parameters as the Trainer's `custom_config` (JSON-friendly)."""
-        return {
+        config = {
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "hidden_units": list(self.hidden_units),
             "seed": self.seed,
         }
+        # Only with several workers: single-process runs keep their cache keys.
+        if self.train_workers > 1:
+            config["train_workers"] = self.train_workers
+            config["train_timeout_seconds"] = self.train_timeout_seconds
+            if self.tfjob:
+                config["tfjob"] = dict(self.tfjob)
+        return config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,14 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group.add_argument("--seed", type=non_negative_int, default=_TRAINING_DEFAULTS.seed,
                        help="seeds weight initialisation and the input shuffle (TF ops deterministic): "
                             "the same seed and data train the same model")
+    group.add_argument("--train-workers", type=positive_int, default=_TRAINING_DEFAULTS.train_workers,
+                       help="training processes: 1 = the Trainer's own process; N > 1 = "
+                            "MultiWorkerMirroredStrategy across N worker processes (locally on "
+                            "127.0.0.1; on Kubeflow a TFJob of 1 Chief + N-1 Workers, which needs the "
+                            "Kubeflow Training Operator; docs/distributed_training.md)")
+    group.add_argument("--train-timeout", type=positive_int,
+                       default=_TRAINING_DEFAULTS.train_timeout_seconds,
+                       help="seconds a multi-worker training may take before its workers are stopped")
     group = parser.add_argument_group("blessing thresholds")
     group.add_argument("--min-auc", type=auc_floor, default=_THRESHOLD_DEFAULTS.min_auc,
                        help="absolute AUC floor, 0 < value <= 1")
@@ -184,6 +192,7 @@ def pipeline_config_from_flags(
     serving_base: str,
     server_model_base_path: str = None,
     drift_metadata_path: str = None,
+    tfjob: Optional[dict] = None,
 ) -> PipelineConfig:
     """The PipelineConfig for parsed shared flags plus runner-resolved paths."""
     return PipelineConfig(
@@ -203,6 +212,10 @@ def pipeline_config_from_flags(
             hidden_units=(hidden_units(flags.hidden_units) if isinstance(flags.hidden_units, str)
                           else tuple(flags.hidden_units)),
             seed=flags.seed,
+            train_workers=getattr(flags, "train_workers", _TRAINING_DEFAULTS.train_workers),
+            train_timeout_seconds=getattr(flags, "train_timeout",
+                                          _TRAINING_DEFAULTS.train_timeout_seconds),
+            tfjob=tfjob,
         ),
         thresholds=BlessingThresholds(
             min_auc=flags.min_auc, max_auc_decrease=flags.max_auc_decrease,

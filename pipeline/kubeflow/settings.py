@@ -153,10 +153,15 @@ def kfp_cron(expression: str) -> str:
 
 
 def volume_mounts(data_claim: str, data_root: str, serving_claim: str,
-                  serving_base: str) -> Dict[str, List[Tuple[str, str]]]:
-    """{task: [(claim, mount path)]} for the claims given (empty claim: no mount)."""
+                  serving_base: str, train_workers: int = 1) -> Dict[str, List[Tuple[str, str]]]:
+    """{task: [(claim, mount path)]} for the claims given (empty claim: no mount).
+
+    With train_workers > 1 the Trainer mounts the data claim too: it stages its
+    inputs there for the TFJob's pods and collects the chief's export.
+    """
     mounts: Dict[str, List[Tuple[str, str]]] = {}
-    for claim, path, tasks in ((data_claim, data_root, DATA_TASKS),
+    data_tasks = DATA_TASKS + ((node_ids.TRAINER,) if train_workers > 1 else ())
+    for claim, path, tasks in ((data_claim, data_root, data_tasks),
                                (serving_claim, serving_base, SERVING_TASKS)):
         if claim and not is_uri(path):
             for task in tasks:

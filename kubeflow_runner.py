@@ -22,7 +22,7 @@ from typing import Callable, List, Optional
 from components.spark_curation import cluster as spark_cluster
 from pipeline import node_ids
 from pipeline.kubeflow import settings as kf
-from pipeline.runner_settings import add_shared_flags, pipeline_config_from_flags
+from pipeline.runner_settings import add_shared_flags, check_shared_flags, pipeline_config_from_flags
 
 
 def _resources(text: str) -> kf.Resources:
@@ -85,6 +85,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _check(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
     """Cross-flag rules; fills in the format-dependent defaults."""
+    check_shared_flags(parser, flags)
     vertex = flags.output.endswith(".json")
     try:
         flags.schedule = kf.kfp_cron(flags.schedule) if flags.schedule is not None else None

@@ -59,7 +59,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parses and validates the flags; a bad one exits 2 naming it (argparse)."""
     from components.spark_curation.inputs import (
         StationMappingError, add_station_flags, pair_stations)
-    from pipeline.runner_settings import add_shared_flags, unwritable_reason
+    from pipeline.runner_settings import add_shared_flags, check_shared_flags, unwritable_reason
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_argument_group("data")
@@ -100,6 +100,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
         flags.raw_data = [local_data.seattle_weather.filepath]
         if not flags.station_from_filename:
             flags.station = flags.station or ["seattle"]
+    check_shared_flags(parser, flags)
     try:  # a usage error (exit 2) before any work: "3 --station values for 2 --raw-data values"
         flags.raw_inputs = pair_stations(flags.raw_data, flags.station, flags.station_from_filename)
     except StationMappingError as error:

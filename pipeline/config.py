@@ -24,6 +24,8 @@ class TrainingConfig:
     # N > 1 trains with MultiWorkerMirroredStrategy across N processes, locally
     # on 127.0.0.1 or, with `tfjob`, as a TFJob of 1 Chief + N-1 Workers.
     train_workers: int = 1
+    # With one process: "single" (TensorFlow's default strategy) or "mirrored".
+    train_strategy: str = "single"
     train_timeout_seconds: int = 3600
     # Kubeflow only: {"namespace", "image", "data_root", "data_claim",
     # "resources": [cpu_request, memory_request_gb, cpu_limit, memory_limit_gb]}.
@@ -37,7 +39,9 @@ class TrainingConfig:
             "hidden_units": list(self.hidden_units),
             "seed": self.seed,
         }
-        # Only with several workers: single-process runs keep their cache keys.
+        # Only when asked for: plain single-process runs keep their cache keys.
+        if self.train_strategy != "single":
+            config["train_strategy"] = self.train_strategy
         if self.train_workers > 1:
             config["train_workers"] = self.train_workers
             config["train_timeout_seconds"] = self.train_timeout_seconds

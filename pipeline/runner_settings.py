@@ -53,6 +53,10 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
                             "MultiWorkerMirroredStrategy across N worker processes (locally on "
                             "127.0.0.1; on Kubeflow a TFJob of 1 Chief + N-1 Workers, which needs the "
                             "Kubeflow Training Operator; docs/distributed_training.md)")
+    group.add_argument("--train-strategy", choices=("single", "mirrored"), default="single",
+                       help="with one training process: 'single' (TensorFlow's default strategy) "
+                            "or 'mirrored' (MirroredStrategy over this machine's devices, e.g. "
+                            "several GPUs); --train-workers N > 1 implies MultiWorkerMirroredStrategy")
     group.add_argument("--train-timeout", type=positive_int,
                        default=_TRAINING_DEFAULTS.train_timeout_seconds,
                        help="seconds a multi-worker training may take before its workers are stopped")
@@ -183,6 +187,14 @@ def _keep_versions(text: str) -> int:
     return value
 
 
+def check_shared_flags(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
+    """Rules across shared flags (argparse types check one flag at a time)."""
+    if flags.train_strategy != "single" and flags.train_workers > 1:
+        parser.error(f"--train-strategy {flags.train_strategy} trains in one process; "
+                     f"--train-workers {flags.train_workers} trains across processes with "
+                     "MultiWorkerMirroredStrategy: give one or the other")
+
+
 def pipeline_config_from_flags(
     flags: argparse.Namespace,
     *,
@@ -213,6 +225,7 @@ def pipeline_config_from_flags(
                           else tuple(flags.hidden_units)),
             seed=flags.seed,
             train_workers=getattr(flags, "train_workers", _TRAINING_DEFAULTS.train_workers),
+            train_strategy=getattr(flags, "train_strategy", _TRAINING_DEFAULTS.train_strategy),
             train_timeout_seconds=getattr(flags, "train_timeout",
                                           _TRAINING_DEFAULTS.train_timeout_seconds),
             tfjob=tfjob,

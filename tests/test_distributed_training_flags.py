@@ -61,3 +61,25 @@ def test_kubeflow_single_process_trainer_mounts_nothing(tmp_path):
         _, platform = yaml.safe_load_all(f)
     assert f"{node_ids.TRAINER}_executor" not in platform["platforms"]["kubernetes"][
         "deploymentSpec"]["executors"]
+
+
+def test_mirrored_strategy_reaches_the_trainer(tmp_path):
+    custom = config_of(["--train-strategy", "mirrored"], tmp_path).training.custom_config()
+    assert custom["train_strategy"] == "mirrored" and "train_workers" not in custom
+    from components import distributed_training
+
+    assert distributed_training.wants_distributed(custom)
+    assert distributed_training.strategy_from_config(custom) == (1, "mirrored")
+
+
+def test_mirrored_with_several_workers_is_a_usage_error_in_both_runners(tmp_path, no_work, capsys):
+    argv = ["--train-strategy", "mirrored", "--train-workers", "2"]
+    assert local_runner.main(["--runs-dir", str(tmp_path / "runs"), *argv]) == 2
+    assert "give one or the other" in capsys.readouterr().err
+    assert no_work == []
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.parse_flags(kfp_flags(str(tmp_path / "p.yaml"), *argv))
+    assert exit_info.value.code == 2
+    assert "give one or the other" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from components.distributed_training import launcher
 from components.distributed_training import spec as spec_lib
 from models import features
 from models import model as model_lib
+from tests.trainer_runs import run_trainer_executor
 
 pytestmark = pytest.mark.slow
 
@@ -74,29 +75,10 @@ def two_workers(data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_trainer(data, tmp_path_factory):
     """The product's single-process path: models.trainer.run_fn in TFX's Trainer executor."""
-    from tfx.components.trainer import executor as trainer_executor
-    from tfx.proto import trainer_pb2
-    from tfx.types import artifact_utils, standard_artifacts
-    from tfx.utils import json_utils, proto_utils
-
-    root = tmp_path_factory.mktemp("single")
-    examples = standard_artifacts.Examples()
-    examples.uri = data["examples_dir"]
-    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
-    transform_graph = standard_artifacts.TransformGraph()
-    transform_graph.uri = data["transform_dir"]
-    model = standard_artifacts.Model()
-    model.uri = str(root / "model")
-    model_run = standard_artifacts.ModelRun()
-    model_run.uri = str(root / "model_run")
-    trainer_executor.GenericExecutor().Do(
-        {"examples": [examples], "transform_graph": [transform_graph]},
-        {"model": [model], "model_run": [model_run]},
-        {"train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=TRAIN_STEPS)),
-         "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=EVAL_STEPS)),
-         "custom_config": json_utils.dumps(HPARAMS),
-         "run_fn": "models.trainer.run_fn"})
-    return os.path.join(model.uri, "Format-Serving")
+    serving_dir, _ = run_trainer_executor(data["examples_dir"], data["transform_dir"],
+                                          tmp_path_factory.mktemp("single"),
+                                          TRAIN_STEPS, EVAL_STEPS, HPARAMS)
+    return serving_dir
 
 
 def _records(pattern):

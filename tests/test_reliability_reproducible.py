@@ -17,6 +17,7 @@ import tensorflow as tf
 from components.evaluation_results import keras_train_metrics
 from models import model as model_lib
 from tests.test_models import _serialize, _serving_request_row, transformed  # noqa: F401 (fixture)
+from tests.trainer_runs import run_trainer_executor
 
 
 def _validation_metrics(model_run_uri):
@@ -30,38 +31,16 @@ def _validation_metrics(model_run_uri):
 
 
 def _train(transformed, root, seed):
-    from tfx.components.trainer import executor as trainer_executor
-    from tfx.proto import trainer_pb2
-    from tfx.types import artifact_utils, standard_artifacts
-    from tfx.utils import json_utils, proto_utils
-
-    examples = standard_artifacts.Examples()
-    examples.uri = transformed["examples_dir"]
-    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
-    transform_graph = standard_artifacts.TransformGraph()
-    transform_graph.uri = transformed["transform_dir"]
-    model = standard_artifacts.Model()
-    model.uri = str(root / "model")
-    model_run = standard_artifacts.ModelRun()
-    model_run.uri = str(root / "model_run")
-    trainer_executor.GenericExecutor().Do(
-        {"examples": [examples], "transform_graph": [transform_graph]},
-        {"model": [model], "model_run": [model_run]},
-        {
-            # 24 batches of 3 from 8 rows: many reshuffled passes over the data.
-            "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=24)),
-            "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=3)),
-            "custom_config": json_utils.dumps(
-                {"batch_size": 3, "hidden_units": [8, 4], "learning_rate": 0.05, "seed": seed}),
-            "run_fn": "models.trainer.run_fn",
-        },
-    )
-    loaded = tf.saved_model.load(os.path.join(model.uri, "Format-Serving"))
+    # 24 batches of 3 from 8 rows: many reshuffled passes over the data.
+    serving_dir, model_run_uri = run_trainer_executor(
+        transformed["examples_dir"], transformed["transform_dir"], root, 24, 3,
+        {"batch_size": 3, "hidden_units": [8, 4], "learning_rate": 0.05, "seed": seed})
+    loaded = tf.saved_model.load(serving_dir)
     request = tf.constant([_serialize(_serving_request_row(index)) for index in range(8)])
     predictions = loaded.signatures["serving_default"](examples=request)[
         model_lib.SERVING_OUTPUT_KEY].numpy()
-    return {"train": keras_train_metrics(model_run.uri),
-            "validation": _validation_metrics(model_run.uri),
+    return {"train": keras_train_metrics(model_run_uri),
+            "validation": _validation_metrics(model_run_uri),
             "predictions": predictions}
 
 

@@ -343,47 +343,16 @@ def test_run_fn_dispatch_takes_the_tfjob_path_from_custom_config(tmp_path, monke
 
 
 def test_train_on_tfjob_stages_inputs_submits_and_collects_the_chiefs_export(tmp_path):
-    from components.distributed_training import spec as spec_lib
     from components.distributed_training import tfjob_trainer
-    import types
 
-    local = tmp_path / "task"  # what KFP's launcher gives the Trainer task
-    for split in ("train", "eval"):
-        (local / "examples" / f"Split-{split}").mkdir(parents=True)
-        (local / "examples" / f"Split-{split}" / "data.gz").write_bytes(split.encode())
-    (local / "transform_graph" / "transform_fn").mkdir(parents=True)
-    (local / "transform_graph" / "transform_fn" / "saved_model.pb").write_bytes(b"tg")
-    fn_args = types.SimpleNamespace(
-        train_files=[str(local / "examples" / "Split-train" / "*")],
-        eval_files=[str(local / "examples" / "Split-eval" / "*")],
-        transform_graph_path=str(local / "transform_graph"),
-        serving_model_dir=str(local / "model" / "Format-Serving"),
-        model_run_dir=str(local / "model_run"), train_steps=100, eval_steps=5)
+    fn_args = _task_inputs(tmp_path)
     data_root = str(tmp_path / "volume")
     settings = tfjob_trainer.settings_from_config(
         {"namespace": "team-a", "image": "img:1", "data_root": data_root,
          "data_claim": "rain-tomorrow-data", "resources": [1, 2, 2, 4], "timeout_seconds": 600},
         job_name="rain-train-7", workers=2)
-    api, clock = _api(), _Clock()
     seen = {}
-
-    def create(group, version, namespace, plural, body, **kwargs):
-        # The "pods": read the spec from the volume, export as the chief would.
-        spec = spec_lib.TrainingSpec.read(body["spec"]["tfReplicaSpecs"]["Chief"]["template"]
-                                          ["spec"]["containers"][0]["command"][4])
-        seen["spec"] = spec
-        with open(spec.train_files[0].replace("*", "data.gz"), "rb") as staged:
-            seen["train_bytes"] = staged.read()
-        os.makedirs(spec.serving_model_dir)
-        with open(os.path.join(spec.serving_model_dir, "saved_model.pb"), "wb") as out:
-            out.write(b"model")
-        os.makedirs(spec.workers_dir())
-        with open(spec.log_path("chief-0"), "w") as log:
-            log.write("chief-0: done\n")
-        return body
-
-    api.create_namespaced_custom_object.side_effect = create
-    api.get_namespaced_custom_object.return_value = _job(CREATED, SUCCEEDED)
+    api = _fake_cluster(seen)  # the "pods" export as the chief would
 
     tfjob_trainer.train_on_tfjob(fn_args, {"seed": 3}, settings, data_root, api=api, poll_seconds=1)
 

@@ -4,6 +4,7 @@ Runners build one `PipelineConfig` (from flags) and hand it to
 `pipeline.pipeline.create_pipeline`; nothing here reads the environment.
 """
 import dataclasses
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 DEFAULT_PIPELINE_NAME = "rain-tomorrow"
@@ -169,8 +170,6 @@ def _direct_runner_dependency_flag(extra: Tuple[str, ...]) -> List[str]:
         return []
     if any(arg.split("=", 1)[0] in _DEPENDENCY_FLAGS for arg in extra):
         return []
-    import sys
-
     from apache_beam.version import __version__ as beam_version
 
     python = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -20,6 +20,8 @@ import sys
 from typing import Callable, List, Optional
 
 from components.spark_curation import cluster as spark_cluster
+from components.spark_curation.inputs import (
+    DEFAULT_MAX_QUARANTINE_SHARE, StationMappingError, pair_stations, share_flag)
 from pipeline import node_ids
 from pipeline.kubeflow import settings as kf
 from pipeline.runner_settings import add_shared_flags, check_shared_flags, pipeline_config_from_flags
@@ -52,7 +54,14 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
                             "reads URIs itself (Vertex AI). Default: launcher for *.yaml, direct for *.json")
     group = parser.add_argument_group("data (defaults of the per-run parameters)")
     group.add_argument("--raw-data", default=None, help="raw CSV path/glob, comma-separated (default <data-root>/raw/*.csv)")
-    group.add_argument("--station", default="", help="station id for CSVs without a station column")
+    group.add_argument("--station", default="", help="station id for CSVs without a station column; "
+                       "comma-separated: one per --raw-data entry, paired in order")
+    group.add_argument("--station-from-filename", action="store_true",
+                       help="each file's station is its file name without the extension "
+                            "(raw/KSEA.csv -> KSEA); excludes --station")
+    group.add_argument("--max-quarantine-share", type=share_flag, default=DEFAULT_MAX_QUARANTINE_SHARE,
+                       help="the curation task stops (nothing written) when more than this share of "
+                            "the rows (0-1) is quarantined (default %(default)s; 1 = no ceiling)")
     group.add_argument("--spark-master", default="local[*]",
                        help="Spark inside the curation task's pod, or k8s://https://kubernetes.default.svc "
                             "for executor pods (see the --spark-k8s-* flags and deploy/spark-rbac)")
@@ -93,6 +102,12 @@ def _check(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
             flags.resources, flags.heavy_resources,
             dict(_task_resources(item) for item in flags.task_resources))
     except ValueError as error:
+        parser.error(str(error))
+    try:  # the run parameter `station` may still change the pairing per run
+        pair_stations([entry for entry in (flags.raw_data or "*").split(",") if entry.strip()],
+                      [entry for entry in flags.station.split(",") if entry.strip()],
+                      flags.station_from_filename)
+    except StationMappingError as error:
         parser.error(str(error))
     if flags.span_window > 1:
         parser.error("--span-window > 1 needs a SpanRangeStrategy resolver, which TFX's KubeflowV2 "
@@ -169,6 +184,8 @@ def settings_from_flags(flags: argparse.Namespace) -> kf.KubeflowSettings:
             flags, flags.spark_master, image=flags.image, namespace=flags.namespace,
             data_volume_claim=flags.data_volume_claim, data_mount_path=flags.data_root)),
         raw_data=flags.raw_data or kf.default_raw_data(flags.data_root), station=flags.station,
+        station_from_filename=flags.station_from_filename,
+        max_quarantine_share=flags.max_quarantine_share,
         submission=submission, artifact_io=flags.artifact_io,
         volume_mounts=kf.volume_mounts(flags.data_volume_claim, flags.data_root,
                                        flags.serving_volume_claim, flags.serving_base,

@@ -17,7 +17,7 @@ from absl import logging
 from tfx import v1 as tfx
 
 from components.spark_curation.cluster import parse_conf_json
-from components.spark_curation.inputs import pair_stations
+from components.spark_curation.inputs import DEFAULT_MAX_QUARANTINE_SHARE, pair_stations
 from components.spark_curation.job import (
     MANIFEST_FILE, CurationResult, latest_span, run_curation, span_dir)
 
@@ -29,7 +29,8 @@ def split_raw_data(raw_data: str) -> List[str]:
 
 def curate(
     raw_data: str, output_dir: str, station: Optional[str], spark_master: str,
-    spark_conf: str = "",
+    spark_conf: str = "", max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+    station_from_filename: bool = False,
 ) -> CurationResult:
     """Runs the curation job for the component's string parameters.
 
@@ -45,22 +46,27 @@ def curate(
       spark_conf: JSON object of Spark conf entries for the session ('' = none),
         e.g. `cluster.spark_conf_json(settings)`; placeholders such as
         `${hostname-ip}` are resolved in the task's pod.
+      max_quarantine_share: the job's ceiling on the share of quarantined rows
+        (0-1; 1 = none), as local_runner.py's --max-quarantine-share.
+      station_from_filename: each file's station is its file name (as
+        --station-from-filename); excludes `station`.
 
     Returns:
       The job's CurationResult.
 
     Raises:
       CurationError: the job's own message naming the file and the problem
-        (no matching file, missing columns, more rows quarantined than the
-        job's default ceiling of 5%, ...).
+        (no matching file, missing columns, more rows quarantined than
+        `max_quarantine_share`, a station mapping that does not pair, ...).
     """
     paths, stations = split_raw_data(raw_data), split_raw_data(station or "")
-    if len(stations) > 1:  # one per raw-data entry
-        result = run_curation(pair_stations(paths, stations), output_dir, master=spark_master,
-                              spark_conf=parse_conf_json(spark_conf))
+    common = dict(master=spark_master, spark_conf=parse_conf_json(spark_conf),
+                  max_quarantine_share=max_quarantine_share)
+    if len(stations) > 1 or station_from_filename:  # one per raw-data entry / file
+        result = run_curation(pair_stations(paths, stations, bool(station_from_filename)),
+                              output_dir, **common)
     else:
-        result = run_curation(paths, output_dir, station=station or None, master=spark_master,
-                              spark_conf=parse_conf_json(spark_conf))
+        result = run_curation(paths, output_dir, station=station or None, **common)
     logging.info("Spark curation: %s", result.summary())
     return result
 
@@ -72,6 +78,8 @@ def SparkCuration(
     station: tfx.dsl.components.Parameter[str] = "",
     spark_master: tfx.dsl.components.Parameter[str] = "local[*]",
     spark_conf: tfx.dsl.components.Parameter[str] = "",
+    max_quarantine_share: tfx.dsl.components.Parameter[float] = DEFAULT_MAX_QUARANTINE_SHARE,
+    station_from_filename: tfx.dsl.components.Parameter[int] = 0,
 ) -> tfx.dsl.components.OutputDict(data_fingerprint=str):
     """Curates `raw_data` into a new span under `<output_dir>/curated/`.
 
@@ -79,7 +87,9 @@ def SparkCuration(
     `data_fingerprint`); on Kubeflow it is a parameter of ExampleGen's task,
     so that task's cache key changes exactly when the curated data does.
     """
-    curate(raw_data, output_dir, station, spark_master, spark_conf)
+    curate(raw_data, output_dir, station, spark_master, spark_conf,
+           max_quarantine_share=max_quarantine_share,
+           station_from_filename=bool(station_from_filename))
     return {"data_fingerprint": data_fingerprint(output_dir)}
 
 

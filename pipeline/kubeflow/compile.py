@@ -43,6 +43,8 @@ def build_pipeline(settings: KubeflowSettings):
         station=parameters["station"],
         spark_master=settings.spark_master,
         spark_conf=settings.spark_conf,
+        max_quarantine_share=settings.max_quarantine_share,
+        station_from_filename=int(settings.station_from_filename),
     ).with_id(node_ids.SPARK_CURATION)
     fingerprint = None
     if CURATED_FINGERPRINT_OUTPUT in curation.outputs:

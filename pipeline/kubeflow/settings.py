@@ -118,6 +118,10 @@ class KubeflowSettings:
     volume_mounts: Dict[str, List[Tuple[str, str]]] = dataclasses.field(default_factory=dict)
     # {task: resources}; every task of the pipeline has an entry.
     resources: Dict[str, Resources] = dataclasses.field(default_factory=dict)
+    # The curation task's station-from-file-name mode and quarantine ceiling
+    # (as local_runner.py's --station-from-filename / --max-quarantine-share).
+    station_from_filename: bool = False
+    max_quarantine_share: float = 0.05
 
     @property
     def parameters(self) -> List[RunParameter]:

@@ -32,6 +32,9 @@ setup(
         "pyspark>=3.5,<4",
         "vega_datasets>=0.9",
         "psutil",
+        # Experiment tracking and model registry (components/experiment_tracking,
+        # called by the pusher in every task image; deploy/mlflow's server).
+        "mlflow>=2.22,<3",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbconvert", "nbformat", "ipykernel", "kubernetes-validate"],

@@ -46,7 +46,8 @@ COMMON=(--no-config --quiet --upgrade --generate-hashes
 #  - the serving stack (fastapi, uvicorn, streamlit, httpx and what they need);
 #  - web-facing libraries with security fixes since: werkzeug (TensorBoard),
 #    h11/httpcore (HTTP parsing in uvicorn/httpx), jinja2, python-multipart;
-#  - importlib-resources: kubernetes-validate 1.32.0 came with 7.1.0.
+#  - importlib-resources: kubernetes-validate 1.32.0 came with 7.1.0;
+#  - mlflow / mlflow-skinny 2.22.5 (experiment tracking, added later).
 CUTOFF_310=2024-10-11
 LATER_310=2026-11-26
 LATER_PACKAGES_310=(
@@ -55,6 +56,7 @@ LATER_PACKAGES_310=(
   fastapi starlette annotated-doc typing-inspection uvicorn streamlit httptools httpx
   werkzeug h11 httpcore jinja2 python-multipart
   importlib-resources
+  mlflow mlflow-skinny
 )
 
 # Python 3.12 lock: current releases as of its cutoff.

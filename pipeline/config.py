@@ -124,6 +124,10 @@ class PipelineConfig:
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
     keep_versions: int = 5
+    # How ExampleGen splits train/eval (components/parquet_example_gen):
+    # "time" = per station, the earliest 2/3 of its dates train and the rest
+    # evaluate; "hash" = TFX's hash of the date (neighbouring days in both).
+    split: str = "time"
     drift_metadata_path: Optional[str] = None
 
 

@@ -51,7 +51,7 @@ def create_pipeline(
       A `tfx.dsl.Pipeline`.
     """
     example_gen = parquet_example_gen(
-        input_base=config.curated_root, data_fingerprint=data_fingerprint
+        input_base=config.curated_root, data_fingerprint=data_fingerprint, split=config.split
     ).with_id(node_ids.EXAMPLE_GEN)
     if data_preparation is not None:
         example_gen.add_upstream_node(data_preparation)
@@ -93,6 +93,10 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         disable_statistics=not transform_statistics,
+        # The analyzers (means, vocabularies) see only the training split, so
+        # nothing of the eval days leaks into the features (TFX's default too,
+        # pinned here); both splits are transformed.
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
     ).with_id(node_ids.TRANSFORM)
     # Transform does not read the gate's output; the edge is what makes an
     # anomaly stop everything downstream.

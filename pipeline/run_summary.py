@@ -13,6 +13,7 @@ from ml_metadata.proto import metadata_store_pb2
 from components import evaluation_results
 from components.data_validation import drift
 from components.data_validation.anomalies import AnomalyRow, load_anomaly_rows
+from components.parquet_example_gen import executor as example_gen_executor
 from components.serving_baseline import properties as baseline_properties
 from components.versioned_pusher import executor as pusher_executor
 from pipeline import node_ids
@@ -60,6 +61,9 @@ class RunSummary:
     # What the runner cleaned up before this run (dead runs' executions,
     # broken serving versions); set by the runner, not read from MLMD.
     cleanup: List[str] = dataclasses.field(default_factory=list)
+    # How ExampleGen split train/eval (time: each station's cutoff), as
+    # recorded on its Examples artifact; None when ExampleGen did not say.
+    split_note: Optional[str] = None
 
     def status_of(self, node_id: str) -> Optional[str]:
         return next((c.status for c in self.components if c.node_id == node_id), None)
@@ -144,6 +148,10 @@ def _read_outputs(store, execution, summary: RunSummary, node_id: str = "") -> N
                 summary.drift_note = (
                     props[drift.DRIFT_NOTE].string_value if drift.DRIFT_NOTE in props else "")
 
+        elif kind == "Examples" and node_id == node_ids.EXAMPLE_GEN:
+            props = artifact.custom_properties
+            if example_gen_executor.SPLIT_SUMMARY_PROPERTY in props:
+                summary.split_note = props[example_gen_executor.SPLIT_SUMMARY_PROPERTY].string_value
         elif kind == "ModelRun":
             summary.train_metrics = evaluation_results.keras_train_metrics(artifact.uri)
         elif kind == "ModelEvaluation":
@@ -178,6 +186,8 @@ def format_run_summary(summary: RunSummary) -> str:
     if summary.cleanup:
         lines.append("Clean-up at start:")
         lines += [f"  - {note}" for note in summary.cleanup]
+    if summary.split_note:
+        lines.append(f"Split: {summary.split_note}")
     lines.extend(_format_validation(summary))
     lines.extend(_format_evaluation(summary))
     lines.extend(_format_push(summary))

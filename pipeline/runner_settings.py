@@ -33,6 +33,10 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group.add_argument("--span-window", type=positive_int, default=1,
                        help="number of latest curated spans to read (1 = latest only)")
     group.add_argument("--no-cache", action="store_true", help="disable TFX caching")
+    group.add_argument("--split", choices=("time", "hash"), default=_PIPELINE_DEFAULTS.split,
+                       help="train/eval split of each span: 'time' (default) = per station, the "
+                            "earliest 2/3 of its dates train and the latest 1/3 evaluate; 'hash' "
+                            "= TFX's 2:1 hash of the date (neighbouring days in both splits)")
     group.add_argument("--keep-versions", type=_keep_versions, default=_PIPELINE_DEFAULTS.keep_versions,
                        help="newest model versions kept in the serving directory after a push "
                             "(at least 2, so the version being served is never removed before "
@@ -241,5 +245,6 @@ def pipeline_config_from_flags(
         beam_pipeline_args=tuple(beam_args(flags.beam_workers, tuple(flags.beam_arg))),
         enable_cache=not flags.no_cache,
         keep_versions=flags.keep_versions,
+        split=getattr(flags, "split", _PIPELINE_DEFAULTS.split),
         drift_metadata_path=drift_metadata_path,
     )

@@ -20,7 +20,8 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
 from components.parquet_example_gen import component, conversion
-from components.parquet_example_gen.executor import Executor, resolve_span_if_unresolved
+from components.parquet_example_gen.executor import (
+    SPLIT_METHOD_KEY, Executor, resolve_span_if_unresolved)
 
 UTC = datetime.timezone.utc
 
@@ -317,12 +318,16 @@ def curated(tmp_path):
 
 
 def _resolved_exec_properties(input_base, output_config):
-    """What the FileBasedDriver hands the executor: {SPAN} resolved to the latest."""
+    """What the FileBasedDriver hands the executor: {SPAN} resolved to the latest.
+
+    These tests are about TFX's hash split (tests/test_time_split.py: the time split).
+    """
     exec_properties = {
         standard_component_specs.INPUT_BASE_KEY: input_base,
         standard_component_specs.INPUT_CONFIG_KEY:
             proto_utils.proto_to_json(component.default_input_config()),
         standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output_config),
+        SPLIT_METHOD_KEY: "hash",
     }
     driver = example_gen_driver.FileBasedDriver(None)
     return driver.resolve_exec_properties(exec_properties, None, None)
@@ -346,7 +351,7 @@ def _check_split_outputs(examples_uri, span):
     train, evaluation = _read_split(examples_uri, "train"), _read_split(examples_uri, "eval")
     rows = SPAN_ROWS[span]
     assert len(train) + len(evaluation) == rows
-    assert 0.55 < len(train) / rows < 0.78  # 2:1 hash split
+    assert 0.55 < len(train) / rows < 0.78  # 2:1 (hash: about; time: exactly 2/3 of the dates)
     parsed = [_features(e) for e in train + evaluation]
     expected = _span_table(span, rows).to_pylist()
     precipitation = sorted(p["precipitation"][1][0] for p in parsed if "precipitation" in p)
@@ -382,6 +387,7 @@ def test_executor_resolves_the_span_when_no_driver_ran(curated, tmp_path):
             proto_utils.proto_to_json(component.default_input_config()),
         standard_component_specs.OUTPUT_CONFIG_KEY:
             proto_utils.proto_to_json(component.default_output_config()),
+        SPLIT_METHOD_KEY: "hash",
     }
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "out")
@@ -475,6 +481,7 @@ def test_stock_executor_drops_zeros_and_crashes_on_dates(tmp_path):
 # --- the component factory in a real (tiny) TFX pipeline ---------------------
 
 def test_component_reads_latest_span_in_local_pipeline(curated, tmp_path):
+    """The factory's defaults: the latest span, split by time (earlier days train)."""
     from ml_metadata.metadata_store import metadata_store
 
     example_gen = component.parquet_example_gen(curated)
@@ -493,4 +500,9 @@ def test_component_reads_latest_span_in_local_pipeline(curated, tmp_path):
     (artifact,) = store.get_artifacts_by_type(standard_artifacts.Examples.TYPE_NAME)
     assert artifact.custom_properties["span"].int_value == 2
     assert artifact.properties["split_names"].string_value == '["train", "eval"]'
-    _check_split_outputs(artifact.uri, span=2)
+    train, evaluation = _check_split_outputs(artifact.uri, span=2)
+    assert artifact.custom_properties["split_method"].string_value == "time"
+    train_dates = [_features(e)["date"][1][0] for e in train]
+    eval_dates = [_features(e)["date"][1][0] for e in evaluation]
+    assert (len(set(train_dates)), len(set(eval_dates))) == (200, 100)  # 300 days, one station
+    assert max(train_dates) < min(eval_dates)

@@ -93,8 +93,10 @@ def _input_config(patterns=None):
                                    for name, pattern in patterns.items()])
 
 
-def _exec_properties(input_base, output_config, input_config, resolve=True):
+def _exec_properties(input_base, output_config, input_config, resolve=True, split_method="hash"):
+    """As the driver resolves them; TFX's hash split unless `split_method` says otherwise."""
     properties = {
+        executor.SPLIT_METHOD_KEY: split_method,
         standard_component_specs.INPUT_BASE_KEY: input_base,
         standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(input_config),
         standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output_config),

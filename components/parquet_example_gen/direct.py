@@ -7,7 +7,8 @@ record batch, in one process:
   reader (this thread)   ParquetFile.iter_batches, BATCH_ROWS rows at a time,
                          one file after the other (never a whole file)
   converters (threads)   batch -> serialized examples (conversion/wire) ->
-                         split of each row (TFX's hash, per distinct key) ->
+                         split of each row (TFX's hash, per distinct key, or
+                         the time split's per-station cutoffs) ->
                          TFRecord framing (length, masked CRC32C, data, CRC)
                          -> one contiguous byte block per output split
   shard writers          one thread per output shard: gzip (zlib releases
@@ -167,21 +168,30 @@ class HashSplits:
     boundaries: Tuple[int, ...]
     partition_feature: Optional[str] = None
 
-    def __call__(self, batch: pa.RecordBatch) -> Dict[str, Tuple[int, pa.Buffer]]:
+    def examples_and_indices(self, batch: pa.RecordBatch) -> Tuple[pa.LargeBinaryArray, np.ndarray]:
+        """The batch's serialized examples and each one's split index."""
         if self.partition_feature:
             examples, keys = conversion.record_batch_to_keyed_example_arrays(
                 batch, self.partition_feature)
         else:
             examples = conversion.record_batch_to_example_array(batch)
             keys = examples
-        indices = split_indices(keys, self.boundaries)
-        framed = tfrecord_frames(examples)
-        blocks = {}
-        for index, name in enumerate(self.names):
-            mask = indices == index
-            selected = framed.filter(pa.array(mask)) if not mask.all() else framed
-            blocks[name] = (len(selected), _block(selected))
-        return blocks
+        return examples, split_indices(keys, self.boundaries)
+
+    def __call__(self, batch: pa.RecordBatch) -> Dict[str, Tuple[int, pa.Buffer]]:
+        return split_blocks(self.names, *self.examples_and_indices(batch))
+
+
+def split_blocks(names: Sequence[str], examples: pa.LargeBinaryArray,
+                 indices: np.ndarray) -> Dict[str, Tuple[int, pa.Buffer]]:
+    """Per split name, (records, their TFRecord frames back to back)."""
+    framed = tfrecord_frames(examples)
+    blocks = {}
+    for index, name in enumerate(names):
+        mask = indices == index
+        selected = framed.filter(pa.array(mask)) if not mask.all() else framed
+        blocks[name] = (len(selected), _block(selected))
+    return blocks
 
 
 @dataclasses.dataclass(frozen=True)

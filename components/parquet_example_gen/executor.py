@@ -27,6 +27,16 @@ Two ways to write the output (`choose_writer`):
 Both give the same examples in the same splits (tests check this). The
 environment variable PARQUET_EXAMPLE_GEN_WRITER=direct|beam overrides the
 rule (default `auto`).
+
+How rows are split (exec property `split_method`, set by the component):
+
+  hash    TFX's hash split, as the output config says (also when the
+          property is absent: a plain FileBasedExampleGen config means this).
+  time    per station, the earliest dates to the first split and the latest
+          to the last, in the output config's ratio (`time_split`); a
+          pre-pass over the station and date columns computes the cutoffs,
+          which are recorded next to the splits (`time_split.json`) and on
+          the artifact.
 """
 import copy
 import os
@@ -45,17 +55,24 @@ from tfx.components.example_gen import input_processor
 from tfx.components.example_gen import utils, write_split
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.parquet_example_gen import conversion, direct
+from components.parquet_example_gen import conversion, direct, time_split
 
 WRITER_ENV = "PARQUET_EXAMPLE_GEN_WRITER"
 DIRECT, BEAM, AUTO = "direct", "beam", "auto"
 # Runner names (lower case, without a trailing 'runner') that run the whole
 # pipeline in this process or in worker processes on this machine.
 _DIRECT_RUNNERS = ("direct", "switchingdirect", "bundlebaseddirect")
+# Exec property: how output splits are chosen, time_split.TIME or HASH.
+SPLIT_METHOD_KEY = "split_method"
+# Custom properties of the output Examples artifact.
+SPLIT_METHOD_PROPERTY = "split_method"
+SPLIT_SUMMARY_PROPERTY = "split_summary"
+TIME_SPLIT_PROPERTY = "time_split"  # the record, as JSON (also in time_split.RECORD_FILE)
 
 
 def input_pattern(exec_properties: Dict[str, Any], split_pattern: str) -> str:
@@ -136,22 +153,22 @@ def _ParquetToExample(  # pylint: disable=invalid-name
 
 
 class _ToSplitExamples(beam.DoFn):
-    """Converts row groups and routes each example to its hash split."""
+    """Converts row groups and routes each example to its split.
 
-    def __init__(self, split_names: List[str], buckets: List[int], partition_feature: str):
+    `router` is the direct path's own (`direct.HashSplits`, whose arithmetic
+    is TFX's `_PartitionFn`, or `time_split.TimeSplits`), so both paths
+    split alike.
+    """
+
+    def __init__(self, router):
         super().__init__()
-        self._split_names = split_names
-        self._buckets = buckets
-        self._partition_feature = partition_feature
+        self._router = router
 
     def process(self, table: pa.Table):
         for batch in table.to_batches(max_chunksize=conversion.BATCH_ROWS):
-            examples, keys = conversion.record_batch_to_keyed_example_arrays(
-                batch, self._partition_feature)
-            # Same arithmetic as TFX's base_example_gen_executor._PartitionFn.
-            indices = direct.split_indices(keys, self._buckets)
+            examples, indices = self._router.examples_and_indices(batch)
             for example, index in zip(examples.to_pylist(), indices.tolist()):
-                yield beam.pvalue.TaggedOutput(self._split_names[index], example)
+                yield beam.pvalue.TaggedOutput(self._router.names[index], example)
 
 
 def resolve_span_if_unresolved(
@@ -231,13 +248,20 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         exec_properties = resolve_span_if_unresolved(exec_properties, examples)
+        method = split_method(exec_properties)
         writer, reason = choose_writer(self._beam_pipeline_args or [], exec_properties,
                                        custom_pipeline=self._make_beam_pipeline_fn is not None)
+        self._time_splits, record = None, None
+        if method == time_split.TIME:
+            self._time_splits, record = _plan_time_split(exec_properties)
+            logging.info("Time split: %s.", time_split.describe(record))
         logging.info("Parquet ExampleGen writes through the %s path: %s.", writer, reason)
         if writer == BEAM:
             super().Do(input_dict, output_dict, exec_properties)
         else:
             self._do_direct(input_dict, output_dict, exec_properties)
+        _record_split(output_dict[standard_component_specs.EXAMPLES_KEY], exec_properties,
+                      method, record)
 
     def _do_direct(
         self,
@@ -259,7 +283,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             if len(input_config.splits) != 1:
                 raise ValueError("An output split_config needs exactly one input split; got "
                                  f"{[split.name for split in input_config.splits]}.")
-            route = direct.HashSplits(
+            route = getattr(self, "_time_splits", None) or direct.HashSplits(
                 tuple(split_names),
                 tuple(direct.split_boundaries([s.hash_buckets for s in split_config.splits])),
                 split_config.partition_feature_name or None)
@@ -299,20 +323,24 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         for split in input_config.splits:
             direct.parquet_rows(_input_files(exec_properties, split.pattern)[1])
         split_config = output_config.split_config
-        if not (split_config.splits and split_config.partition_feature_name):
+        router = getattr(self, "_time_splits", None)
+        if router is None and split_method(exec_properties) == time_split.TIME:
+            router, _ = _plan_time_split(exec_properties)
+        if router is None and not (split_config.splits and split_config.partition_feature_name):
             return super().GenerateExamplesByBeam(pipeline, exec_properties)
         if len(input_config.splits) != 1:
             raise ValueError("An output split_config needs exactly one input split; got "
                              f"{[split.name for split in input_config.splits]}.")
         split_names = utils.generate_output_split_names(input_config, output_config)
-        buckets = direct.split_boundaries([split.hash_buckets for split in split_config.splits])
+        if router is None:
+            buckets = direct.split_boundaries([split.hash_buckets for split in split_config.splits])
+            router = direct.HashSplits(tuple(split_names), tuple(buckets),
+                                       split_config.partition_feature_name)
         pattern = input_pattern(exec_properties, input_config.splits[0].pattern)
         splits = (
             pipeline
             | "ReadParquet" >> beam.io.ReadFromParquetBatched(pattern)
-            | "ToSplitExamples" >> beam.ParDo(
-                _ToSplitExamples(split_names, buckets, split_config.partition_feature_name)
-            ).with_outputs(*split_names)
+            | "ToSplitExamples" >> beam.ParDo(_ToSplitExamples(router)).with_outputs(*split_names)
         )
         return {name: splits[name] for name in split_names}
 
@@ -324,3 +352,60 @@ def _configs(exec_properties: Dict[str, Any]) -> Tuple[example_gen_pb2.Input, ex
     proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
                               output_config)
     return input_config, output_config
+
+
+def split_method(exec_properties: Dict[str, Any]) -> str:
+    """The exec property `split_method`: 'time' or 'hash' (absent: 'hash')."""
+    method = exec_properties.get(SPLIT_METHOD_KEY) or time_split.HASH
+    if method not in time_split.SPLIT_METHODS:
+        raise ValueError(f"ExampleGen {SPLIT_METHOD_KEY}={method!r}: expected one of "
+                         f"{', '.join(time_split.SPLIT_METHODS)}.")
+    return method
+
+
+def _plan_time_split(exec_properties: Dict[str, Any]) -> Tuple["time_split.TimeSplits", dict]:
+    """The time split's router and record, from a pre-pass over the input files."""
+    input_config, output_config = _configs(exec_properties)
+    split_config = output_config.split_config
+    if not split_config.splits:
+        raise ValueError("The time split divides one input split by date: it needs an output "
+                         "split_config (e.g. train:eval = 2:1), and the output config has none.")
+    if len(input_config.splits) != 1:
+        raise ValueError("An output split_config needs exactly one input split; got "
+                         f"{[split.name for split in input_config.splits]}.")
+    if not split_config.partition_feature_name:
+        raise ValueError("The time split orders rows by the output config's "
+                         "partition_feature_name (the date column), which is not set.")
+    _, files = _input_files(exec_properties, input_config.splits[0].pattern)
+    direct.parquet_rows(files)  # unreadable footers or an empty span: named errors
+    return time_split.plan_time_split(
+        files, [split.name for split in split_config.splits],
+        [split.hash_buckets for split in split_config.splits],
+        split_config.partition_feature_name)
+
+
+def _record_split(artifacts: List[types.Artifact], exec_properties: Dict[str, Any], method: str,
+                  record: Optional[dict]) -> None:
+    """Says on the artifact (and, for the time split, in a file) how rows were split."""
+    input_config, output_config = _configs(exec_properties)
+    split_config = output_config.split_config
+    if not split_config.splits:
+        return  # input splits kept as they are
+    if record is None:
+        names = utils.generate_output_split_names(input_config, output_config)
+        summary = time_split.describe_hash(names, [s.hash_buckets for s in split_config.splits],
+                                           split_config.partition_feature_name)
+    else:
+        summary = time_split.describe(record)
+    for artifact in artifacts:
+        artifact.set_string_custom_property(SPLIT_METHOD_PROPERTY, method)
+        artifact.set_string_custom_property(SPLIT_SUMMARY_PROPERTY, summary)
+        if record is None:
+            continue
+        text = time_split.dumps(record)
+        artifact.set_string_custom_property(TIME_SPLIT_PROPERTY, text)
+        path = os.path.join(artifact.uri, time_split.RECORD_FILE)
+        staging = path + ".tmp"
+        with fileio.open(staging, "w") as output:
+            output.write(text + "\n")
+        fileio.rename(staging, path, overwrite=True)

@@ -190,6 +190,8 @@ def test_one_station_summary_names_its_cutoff():
     assert time_split.describe(record) == (
         "by time per station (train/eval = 2:1 of each one's dates): "
         "seattle train <= 2014-08-31, eval after")
+    record["stations"]["portland"] = dict(record["stations"]["seattle"])
+    assert time_split.describe(record).endswith(": all 2 stations: train <= 2014-08-31, eval after")
 
 
 @pytest.mark.parametrize("dates, weights, starts", [

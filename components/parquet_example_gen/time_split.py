@@ -303,7 +303,7 @@ def describe(record: dict, most_stations: int = 3) -> str:
         text = f"{head}: no {record['group_feature']} has {record['min_dates']} dates"
     elif len(split) > 1 and len({tuple(e["last_date_of"]) for e in split.values()}) == 1:
         entry = next(iter(split.values()))
-        text = f"{head}: " + _station_text(f"all {len(split)}", entry, names)
+        text = f"{head}: " + _station_text(f"all {len(split)} stations:", entry, names)
     elif len(split) <= most_stations:
         text = f"{head}: " + "; ".join(_station_text(n, split[n], names) for n in sorted(split))
     else:

@@ -96,6 +96,8 @@ def _check(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
     """Cross-flag rules; fills in the format-dependent defaults."""
     check_shared_flags(parser, flags)
     vertex = flags.output.endswith(".json")
+    if flags.mlflow_tracking_uri is None:  # deploy/mlflow's server; Vertex AI has none: off
+        flags.mlflow_tracking_uri = "none" if vertex else kf.default_mlflow_uri(flags.namespace)
     try:
         flags.schedule = kf.kfp_cron(flags.schedule) if flags.schedule is not None else None
         flags.task_resources = kf.task_resources(

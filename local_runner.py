@@ -84,6 +84,10 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "and per error, the rest in a log file under <pipeline-root>/logs/)")
     flags = parser.parse_args(argv)
     runs_dir = os.path.abspath(flags.runs_dir)
+    if flags.mlflow_tracking_uri is None:  # MLflow without a server, beside the runs
+        from components.experiment_tracking.tracking import default_local_uri
+
+        flags.mlflow_tracking_uri = default_local_uri(runs_dir)
     checks = []
     for name, sub in (("data_dir", "data"), ("pipeline_root", "pipeline"), ("serving_base", "serving")):
         given = getattr(flags, name)
@@ -323,7 +327,7 @@ def _runner(run_id: str):
 
 
 def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
-                 cleanup: Optional[List[str]] = None) -> int:
+                 cleanup: Optional[List[str]] = None, curation=None) -> int:
     """Runs the TFX pipeline and prints the summary of this run; returns the exit code."""
     from tfx import v1 as tfx
 
@@ -366,12 +370,14 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
     summary = collect_run_summary(connection_config, config.pipeline_name, run_id=run_id)
     if summary is None:
         _say(f"\nRun {run_id}: no component ran.")
+        _track_run(flags, None, None, exit_code, curation, run_id)
         return exit_code
     summary.cleanup = list(cleanup or [])
     _say()
     _say(format_run_summary(summary))
     report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
     _say(f"\nReport: {report}")
+    _track_run(flags, summary, report, exit_code, curation, run_id)
     return exit_code
 
 
@@ -383,11 +389,26 @@ def _run(flags: argparse.Namespace, run_id: str) -> int:
     # tried, it saved seconds but once hung the process (every thread waiting
     # on a lock, importing TensorFlow beside pyspark); imports stay sequential.
     try:
-        curate(flags)
+        curation = curate(flags)
     except CurationError as error:
         _complain(f"Curation failed: {error}")
+        _track_run(flags, None, None, EXIT_DATA_REJECTED, None, run_id)
         return EXIT_DATA_REJECTED
-    return run_pipeline(flags, run_id, cleanup)
+    return run_pipeline(flags, run_id, cleanup, curation=curation)
+
+
+def _track_run(flags: argparse.Namespace, summary, report: Optional[str], exit_code: int,
+               curation, run_id: str) -> None:
+    """Durations, row counts, anomalies and the report into this run's MLflow run
+    (components/experiment_tracking/runner.py); one line saying where."""
+    from components.experiment_tracking.runner import log_pipeline_run
+    from pipeline.runner_settings import mlflow_uri_flag
+
+    logged = log_pipeline_run(mlflow_uri_flag(getattr(flags, "mlflow_tracking_uri", None)),
+                              summary, report, exit_code, curation,
+                              pipeline_name=flags.pipeline_name, pipeline_run_id=run_id)
+    if logged is not None:
+        (_complain if logged.error else _say)(logged.describe())
 
 
 def _run_quietly(flags: argparse.Namespace, run_id: str) -> int:

@@ -109,6 +109,9 @@ class PipelineConfig:
         set, a DriftValidator compares each new span's statistics with the
         previous span's (schema drift comparators) before the AnomalyGate.
         None (Kubeflow): no drift node.
+      mlflow_tracking_uri: where the pusher logs each run and registers each
+        pushed version (components/experiment_tracking): a `sqlite:///` file,
+        a tracking server's `http://` URL, or "" for no tracking.
     """
 
     pipeline_root: str
@@ -129,6 +132,7 @@ class PipelineConfig:
     # evaluate; "hash" = TFX's hash of the date (neighbouring days in both).
     split: str = "time"
     drift_metadata_path: Optional[str] = None
+    mlflow_tracking_uri: str = ""
 
 
 def beam_args(num_workers: int = 0, extra: Tuple[str, ...] = ()) -> List[str]:

@@ -7,6 +7,7 @@ from tfx.dsl.placeholder import placeholder
 
 from components.data_validation.component import AnomalyGate
 from components.data_validation.drift import DriftValidator
+from components.experiment_tracking.pusher import settings_params as mlflow_settings_params
 from components.parquet_example_gen.component import parquet_example_gen
 from components.serving_baseline.component import BaselineAwareEvaluator, ServedBaseline
 from components.versioned_pusher.component import VersionedPusher
@@ -26,6 +27,7 @@ def create_pipeline(
     train_args: Union[tfx.proto.TrainArgs, tfx.dsl.experimental.RuntimeParameter, None] = None,
     eval_args: Union[tfx.proto.EvalArgs, tfx.dsl.experimental.RuntimeParameter, None] = None,
     transform_statistics: bool = True,
+    mlflow_tracking_uri: Union[str, tfx.dsl.experimental.RuntimeParameter, None] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline: curated Parquet in, a pushed TF Serving version out.
 
@@ -46,6 +48,9 @@ def create_pipeline(
         reads the post-transform statistics). Off saves Transform a TFDV pass
         over the raw and over the transformed data (`local_runner.py
         --no-transform-statistics`).
+      mlflow_tracking_uri: the pusher's MLflow tracking URI, or a runtime
+        parameter holding it (a Kubeflow run parameter); default
+        `config.mlflow_tracking_uri` ("" = no tracking).
 
     Returns:
       A `tfx.dsl.Pipeline`.
@@ -133,6 +138,11 @@ def create_pipeline(
         model_name=config.model_name,
         server_model_base_path=config.server_model_base_path,
         keep_versions=config.keep_versions,
+        # MLflow: a run per pipeline run, a registered version per push.
+        model_run=trainer.outputs["model_run"],
+        mlflow_tracking_uri=(config.mlflow_tracking_uri if mlflow_tracking_uri is None
+                             else mlflow_tracking_uri),
+        mlflow_params=mlflow_settings_params(config),
     ).with_id(node_ids.PUSHER)
 
     components = [

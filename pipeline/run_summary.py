@@ -61,6 +61,12 @@ class RunSummary:
     # What the runner cleaned up before this run (dead runs' executions,
     # broken serving versions); set by the runner, not read from MLMD.
     cleanup: List[str] = dataclasses.field(default_factory=list)
+    # MLflow (components/experiment_tracking): the pusher's run and the
+    # registered version, from the PushedModel; "" when none.
+    mlflow_run_id: str = ""
+    mlflow_registered_model: str = ""
+    mlflow_model_version: str = ""
+    mlflow_error: str = ""
     # How ExampleGen split train/eval (time: each station's cutoff), as
     # recorded on its Examples artifact; None when ExampleGen did not say.
     split_note: Optional[str] = None
@@ -167,6 +173,10 @@ def _read_outputs(store, execution, summary: RunSummary, node_id: str = "") -> N
             summary.pushed = bool(props[pusher_executor.PUSHED].int_value)
             summary.push_reason = props[pusher_executor.PUSH_REASON].string_value
             summary.pushed_destination = props[pusher_executor.PUSHED_DESTINATION].string_value
+            for field in ("mlflow_run_id", "mlflow_registered_model", "mlflow_model_version",
+                          "mlflow_error"):
+                if field in props:
+                    setattr(summary, field, props[field].string_value)
             if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
                 # An earlier run's push, reused: nothing was pushed by this run.
                 summary.push_reason = (
@@ -322,5 +332,20 @@ def _format_push(summary: RunSummary) -> List[str]:
             return ["Push: the pusher failed, nothing pushed (see the error above)"]
         return ["Push: pusher did not run, nothing pushed"]
     if summary.pushed:
-        return [f"Pushed: {summary.pushed_destination}"]
-    return [f"Not pushed: {summary.push_reason}"]
+        return [f"Pushed: {summary.pushed_destination}"] + format_mlflow(summary)
+    return [f"Not pushed: {summary.push_reason}"] + format_mlflow(summary)
+
+
+def format_mlflow(summary: RunSummary) -> List[str]:
+    """The pusher's MLflow run and registered version; a tracking failure loudly."""
+    if summary.status_of(node_ids.PUSHER) == "CACHED":
+        return []  # an earlier run's MLflow run; the runner logs this one
+    lines = []
+    if summary.mlflow_run_id:
+        registered = (f"; registered model {summary.mlflow_registered_model} version "
+                      f"{summary.mlflow_model_version} (alias serving)"
+                      if summary.mlflow_model_version else "; no registered version")
+        lines.append(f"MLflow: run {summary.mlflow_run_id}{registered}")
+    if summary.mlflow_error:
+        lines.append(f"MLflow: FAILED (the push itself stands): {summary.mlflow_error}")
+    return lines

@@ -85,6 +85,12 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
                        default=_THRESHOLD_DEFAULTS.min_slice_size,
                        help="fewest eval examples a station slice needs to be gated; smaller "
                             "slices are reported as too small to gate")
+    group = parser.add_argument_group("experiment tracking")
+    group.add_argument("--mlflow-tracking-uri", default=None, metavar="URI",
+                       help="MLflow tracking URI the pusher logs every run to and registers "
+                            "every pushed version in: sqlite:///path/mlflow.db, or a tracking "
+                            "server's http(s):// URL; 'none' turns tracking off (default: "
+                            "the runner's, see README 'Experiment tracking (MLflow)')")
     group = parser.add_argument_group("beam")
     group.add_argument("--beam-workers", type=non_negative_int, default=default_beam_workers,
                        help="0 = in-memory DirectRunner; N = N worker processes")
@@ -191,6 +197,12 @@ def _keep_versions(text: str) -> int:
     return value
 
 
+def mlflow_uri_flag(value: Optional[str]) -> str:
+    """--mlflow-tracking-uri as the pipeline takes it: "" for none/off/unset."""
+    value = (value or "").strip()
+    return "" if value.lower() in ("", "none", "off") else value
+
+
 def check_shared_flags(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
     """Rules across shared flags (argparse types check one flag at a time)."""
     if flags.train_strategy != "single" and flags.train_workers > 1:
@@ -247,4 +259,5 @@ def pipeline_config_from_flags(
         keep_versions=flags.keep_versions,
         split=getattr(flags, "split", _PIPELINE_DEFAULTS.split),
         drift_metadata_path=drift_metadata_path,
+        mlflow_tracking_uri=mlflow_uri_flag(getattr(flags, "mlflow_tracking_uri", None)),
     )

@@ -158,7 +158,8 @@ def test_every_container_runs_the_image_through_the_launcher_io_entrypoint(spec,
 
 def test_runtime_parameters_are_pipeline_inputs_with_defaults(spec, settings):
     parameters = spec.root.input_definitions.parameters
-    assert set(parameters) == {"raw_data", "station", "train_args", "eval_args"}
+    assert set(parameters) == {"raw_data", "station", "train_args", "eval_args",
+                               "mlflow_tracking_uri"}
     for name, definition in parameters.items():
         assert definition.parameter_type == pipeline_spec_pb2.ParameterType.STRING
         assert definition.is_optional and definition.description
@@ -178,6 +179,8 @@ def test_runtime_parameters_feed_the_curation_and_trainer_tasks(spec):
 
     assert bound(CURATION_TASK) == {"raw_data": "raw_data", "station": "station"}
     assert bound("Trainer") == {"train_args": "train_args", "eval_args": "eval_args"}
+    # MLflow: the pusher's tracking URI is a run parameter too (issue #14).
+    assert bound("Pusher") == {"mlflow_tracking_uri": "mlflow_tracking_uri"}
 
 
 def test_json_is_a_vertex_pipeline_job_with_the_same_graph(compiled):

@@ -12,6 +12,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx import types
 
+from components.experiment_tracking import pusher as push_tracking
 from components.versioned_pusher import executor as pusher_executor
 
 
@@ -21,6 +22,9 @@ class VersionedPusherSpec(ComponentSpec):
         pusher_executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
         pusher_executor.SERVER_BASE_PATH_KEY: ExecutionParameter(type=str, optional=True),
         pusher_executor.KEEP_VERSIONS_KEY: ExecutionParameter(type=int, optional=True),
+        # MLflow (components/experiment_tracking): "" = off; may be a RuntimeParameter.
+        push_tracking.TRACKING_URI_KEY: ExecutionParameter(type=str, optional=True),
+        push_tracking.PARAMS_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         pusher_executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -33,6 +37,9 @@ class VersionedPusherSpec(ComponentSpec):
     OUTPUTS = {
         pusher_executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
     }
+    # The Trainer's ModelRun: its hyperparameters.json is logged to MLflow.
+    INPUTS[push_tracking.MODEL_RUN_KEY] = ChannelParameter(
+        type=standard_artifacts.ModelRun, optional=True)
 
 
 class VersionedPusher(base_component.BaseComponent):
@@ -51,6 +58,9 @@ class VersionedPusher(base_component.BaseComponent):
         examples=None,
         server_model_base_path: Optional[str] = None,
         keep_versions: int = 0,
+        model_run=None,
+        mlflow_tracking_uri=None,
+        mlflow_params: Optional[str] = None,
     ):
         """Args:
           model: the Trainer's Model channel.
@@ -61,6 +71,10 @@ class VersionedPusher(base_component.BaseComponent):
           examples: the Examples the model was evaluated on (spans recorded).
           server_model_base_path: the model directory as the server sees it,
             for models.config; defaults to `<serving_base>/<model_name>`.
+          model_run: the Trainer's ModelRun (hyperparameters.json, for MLflow).
+          mlflow_tracking_uri: MLflow tracking URI (str or RuntimeParameter);
+            ""/None = no tracking (components/experiment_tracking/pusher.py).
+          mlflow_params: JSON of the run's settings, logged as MLflow params.
         """
         spec = VersionedPusherSpec(
             model=model,
@@ -72,5 +86,9 @@ class VersionedPusher(base_component.BaseComponent):
             server_model_base_path=server_model_base_path,
             keep_versions=keep_versions,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+            **({push_tracking.MODEL_RUN_KEY: model_run} if model_run is not None else {}),
+            **({push_tracking.TRACKING_URI_KEY: mlflow_tracking_uri}
+               if mlflow_tracking_uri is not None else {}),
+            **({push_tracking.PARAMS_KEY: mlflow_params} if mlflow_params else {}),
         )
         super().__init__(spec=spec)

@@ -11,6 +11,7 @@ from tfx.utils import path_utils
 
 from components import evaluation_results
 from components.artifact_uris import remote_uri
+from components.experiment_tracking import pusher as push_tracking
 from serving import model_dir as serving_dir
 
 MODEL_KEY = "model"
@@ -45,9 +46,14 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         model_name = exec_properties[MODEL_NAME_KEY]
         model_dir = os.path.join(exec_properties[SERVING_BASE_KEY], model_name)
+        # MLflow (components/experiment_tracking/pusher.py): None when off.
+        tracker = push_tracking.PushTracking.from_exec_properties(
+            exec_properties, _pipeline_name(self._context),
+            self._context.pipeline_run_id if self._context else None, model_name)
 
         if not blessing.get_int_custom_property("blessed"):
-            return self._not_pushed(pushed_model, "model not blessed by the Evaluator")
+            return self._not_pushed(pushed_model, "model not blessed by the Evaluator",
+                                    tracker=tracker, input_dict=input_dict)
 
         source_dir = path_utils.serving_model_path(model.uri)
         already = serving_dir.find_version_of_model(model_dir, remote_uri(model))
@@ -56,10 +62,21 @@ class Executor(base_executor.BaseExecutor):
             # pushing it again would only add a duplicate version.
             return self._not_pushed(
                 pushed_model, f"model already pushed as version {already}",
-                destination=os.path.join(model_dir, str(already)))
+                destination=os.path.join(model_dir, str(already)),
+                tracker=tracker, input_dict=input_dict, outcome="already_pushed")
 
         metadata = self._metadata(input_dict, model, blessing)
-        target = serving_dir.publish_version(source_dir, model_dir, metadata)
+        if tracker is not None:
+            # The MLflow run exists before the rename, so push_metadata.json
+            # names it; a tracking failure is recorded there, never blocks the push.
+            tracker.start(input_dict, blessed=True)
+            metadata["mlflow"] = tracker.metadata()
+        try:
+            target = serving_dir.publish_version(source_dir, model_dir, metadata)
+        except Exception as error:
+            if tracker is not None:
+                tracker.not_pushed(f"push failed: {type(error).__name__}: {error}", "failed")
+            raise
         server_base_path = exec_properties.get(SERVER_BASE_PATH_KEY) or model_dir
         serving_dir.write_models_config(
             exec_properties[SERVING_BASE_KEY], model_name, server_base_path)
@@ -72,9 +89,18 @@ class Executor(base_executor.BaseExecutor):
         pushed_model.set_string_custom_property(PUSHED_DESTINATION, target)
         pushed_model.set_string_custom_property(PUSHED_VERSION, os.path.basename(target))
         pushed_model.set_string_custom_property(PUSH_REASON, "blessed")
+        if tracker is not None:
+            # After the rename: the version stays whatever MLflow does.
+            tracker.pushed(target, input_dict)
+            tracker.record(pushed_model)
 
-    def _not_pushed(self, pushed_model, reason: str, destination: str = "") -> None:
+    def _not_pushed(self, pushed_model, reason: str, destination: str = "",
+                    tracker=None, input_dict=None, outcome: str = "rejected") -> None:
         logging.info("Not pushing: %s", reason)
+        if tracker is not None:  # logged as a run, never registered
+            tracker.start(input_dict or {}, blessed=outcome != "rejected")
+            tracker.not_pushed(reason, outcome)
+            tracker.record(pushed_model)
         pushed_model.set_int_custom_property(PUSHED, 0)
         pushed_model.set_string_custom_property(PUSH_REASON, reason)
         if destination:

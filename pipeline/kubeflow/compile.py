@@ -56,6 +56,8 @@ def build_pipeline(settings: KubeflowSettings):
         # The Trainer's args as proto JSON: TFX's form of a proto run parameter.
         train_args=parameters["train_args"],
         eval_args=parameters["eval_args"],
+        # The pusher's MLflow tracking URI, also a run parameter.
+        mlflow_tracking_uri=parameters["mlflow_tracking_uri"],
     )
 
 

@@ -18,6 +18,9 @@ RAW_DIR = "raw"
 # deploy/pipeline-data and deploy/base create these claims.
 DEFAULT_DATA_CLAIM = "rain-tomorrow-data"
 DEFAULT_SERVING_CLAIM = "rain-tomorrow-models"
+# deploy/mlflow's tracking server (Service rain-tomorrow-mlflow, port 5000).
+MLFLOW_SERVICE = "rain-tomorrow-mlflow"
+MLFLOW_PORT = 5000
 ARTIFACT_IO_MODES = ("launcher", "direct")
 VERTEX_STORAGE_PREFIXES = ("gs://", "/gcs/")
 # Which tasks read or write which volume.
@@ -136,7 +139,15 @@ class KubeflowSettings:
                          'Trainer train_args as proto JSON, e.g. {"num_steps": 200}'),
             RunParameter("eval_args", f'{{"num_steps": {training.eval_steps}}}',
                          'Trainer eval_args as proto JSON, e.g. {"num_steps": 50}'),
+            RunParameter("mlflow_tracking_uri", self.pipeline.mlflow_tracking_uri,
+                         "MLflow tracking URI the pusher logs to and registers versions in "
+                         "('' = no tracking)"),
         ]
+
+
+def default_mlflow_uri(namespace: Optional[str]) -> str:
+    """The in-cluster URL of deploy/mlflow's server, in the pipeline's namespace."""
+    return f"http://{MLFLOW_SERVICE}.{namespace or 'kubeflow'}.svc.cluster.local:{MLFLOW_PORT}"
 
 
 def kfp_cron(expression: str) -> str:

@@ -79,7 +79,7 @@ def _inputs(work, model, blessing, evaluation, naive=True):
                    "eval_steps": 10, "tuned": True}, f)
     inputs = {pusher_executor.MODEL_KEY: [model], pusher_executor.MODEL_BLESSING_KEY: [blessing],
               pusher_executor.EVALUATION_KEY: [evaluation], pusher_executor.EXAMPLES_KEY: [examples],
-              pusher_executor.SCHEMA_KEY: [schema], push_tracking.MODEL_RUN_KEY: [model_run]}
+              push_tracking.SCHEMA_KEY: [schema], push_tracking.MODEL_RUN_KEY: [model_run]}
     if naive:
         baselines = standard_artifacts.Model()  # any artifact type: only its uri is read
         baselines.uri = os.path.join(work, "naive")

@@ -150,6 +150,7 @@ def _task_resources(item: str):
 
 def settings_from_flags(flags: argparse.Namespace) -> kf.KubeflowSettings:
     """Resolves in-cluster defaults and builds the typed settings."""
+    from components.data_validation import drift
     from components.spark_curation.job import CURATED_DIR
 
     tfjob = None
@@ -165,6 +166,8 @@ def settings_from_flags(flags: argparse.Namespace) -> kf.KubeflowSettings:
     config = pipeline_config_from_flags(
         flags, pipeline_root=flags.pipeline_root, tfjob=tfjob,
         curated_root=posixpath.join(flags.data_root, CURATED_DIR),
+        # The drift gate's statistics history, on the data volume (or object store).
+        drift_history_root=drift.history_root_for(flags.data_root),
         schema_path=flags.schema_path, serving_base=flags.serving_base,
         server_model_base_path=(flags.server_model_base_path
                                 or posixpath.join(kf.SERVER_MODELS_DIR, flags.model_name)))

@@ -332,6 +332,7 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
     from tfx import v1 as tfx
 
     from components.data_validation.component import DataAnomaliesError
+    from components.data_validation.drift import history_root_for as drift_history_root_for
     from components.spark_curation.job import CURATED_DIR
     from pipeline.console import report_components
     from pipeline.pipeline import create_pipeline
@@ -346,7 +347,7 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
         curated_root=os.path.join(flags.data_dir, CURATED_DIR),
         schema_path=SCHEMA_PATH,
         serving_base=flags.serving_base,
-        drift_metadata_path=os.path.join(flags.pipeline_root, METADATA_FILE),
+        drift_history_root=drift_history_root_for(flags.data_dir),
     )
     connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(flags.pipeline_root, METADATA_FILE)

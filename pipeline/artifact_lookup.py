@@ -81,29 +81,6 @@ def split_path(artifact: metadata_store_pb2.Artifact, split: str, file_name: str
     return os.path.join(artifact.uri, f"Split-{split}", file_name)
 
 
-def previous_span_statistics(
-    store, pipeline_name: str, statistics_artifact_id: int, node_id: str = "StatisticsGen",
-) -> Tuple[Optional[int], Optional[int], Optional[metadata_store_pb2.Artifact]]:
-    """(span of these statistics, previous span, its statistics) for a drift check.
-
-    The previous span is the highest span below the current one that a
-    completed (or cached) `node_id` execution computed statistics on; (span,
-    None, None) when there is none, (None, None, None) when the statistics
-    artifact is not recorded as that node's output.
-    """
-    current_span = None
-    for execution_id, artifact in outputs(store, pipeline_name, node_id, "statistics"):
-        if artifact.id == statistics_artifact_id:
-            current_span = input_span(store, execution_id)
-            break
-    if current_span is None:
-        return None, None, None
-    for span, artifact in statistics_by_span(store, pipeline_name, node_id).items():
-        if span < current_span:
-            return current_span, span, artifact
-    return current_span, None, None
-
-
 ABANDONED_BY = "abandoned_note"
 _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
 

@@ -105,10 +105,12 @@ class PipelineConfig:
       beam_pipeline_args: Beam options for every Beam-based component.
       keep_versions: how many of the newest versions the pusher keeps in the
         serving directory; older ones are removed after a push (0 = keep all).
-      drift_metadata_path: the SQLite ML Metadata file of earlier runs; when
+      drift_history_root: the statistics history's directory (both runners:
+        `<data dir>/drift_history`, on Kubeflow on the data volume); when
         set, a DriftValidator compares each new span's statistics with the
-        previous span's (schema drift comparators) before the AnomalyGate.
-        None (Kubeflow): no drift node.
+        previous recorded span's (schema drift comparators) before the
+        AnomalyGate and records the span if it did not drift. None: no
+        drift node.
       mlflow_tracking_uri: where the pusher logs each run and registers each
         pushed version (components/experiment_tracking): a `sqlite:///` file,
         a tracking server's `http://` URL, or "" for no tracking.
@@ -131,7 +133,7 @@ class PipelineConfig:
     # "time" = per station, the earliest 2/3 of its dates train and the rest
     # evaluate; "hash" = TFX's hash of the date (neighbouring days in both).
     split: str = "time"
-    drift_metadata_path: Optional[str] = None
+    drift_history_root: Optional[str] = None
     mlflow_tracking_uri: str = ""
 
 

@@ -75,15 +75,16 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     ).with_id(node_ids.EXAMPLE_VALIDATOR)
-    # Drift against the previous span's statistics, read from ML Metadata
-    # (local runs; see components/data_validation/drift.py).
+    # Drift against the previous span's statistics, kept in a statistics
+    # history both runners reach (see components/data_validation/drift.py).
     drift_validator = None
-    if config.drift_metadata_path:
+    if config.drift_history_root:
         drift_validator = DriftValidator(
             statistics=statistics_gen.outputs["statistics"],
             schema=schema_gen.outputs["schema"],
-            metadata_path=config.drift_metadata_path,
-            statistics_node_id=node_ids.STATISTICS_GEN,
+            # ExampleGen records the span on the Examples (StatisticsGen's copy is 0).
+            examples=example_gen.outputs["examples"],
+            history_root=config.drift_history_root,
         ).with_id(node_ids.DRIFT_VALIDATOR)
     # examples + schema let the gate name the station and date of the rows
     # behind an out-of-domain anomaly (read only when there is one).

@@ -219,7 +219,7 @@ def pipeline_config_from_flags(
     schema_path: str,
     serving_base: str,
     server_model_base_path: str = None,
-    drift_metadata_path: str = None,
+    drift_history_root: str = None,
     tfjob: Optional[dict] = None,
 ) -> PipelineConfig:
     """The PipelineConfig for parsed shared flags plus runner-resolved paths."""
@@ -258,6 +258,6 @@ def pipeline_config_from_flags(
         enable_cache=not flags.no_cache,
         keep_versions=flags.keep_versions,
         split=getattr(flags, "split", _PIPELINE_DEFAULTS.split),
-        drift_metadata_path=drift_metadata_path,
+        drift_history_root=drift_history_root,
         mlflow_tracking_uri=mlflow_uri_flag(getattr(flags, "mlflow_tracking_uri", None)),
     )

@@ -239,8 +239,176 @@ def test_platform_spec_mounts_the_volumes_where_they_are_used(compiled, spec):
             mounts[task] = [(m.constant, m.mount_path) for m in config.pvc_mount]
     data = [(kf.DEFAULT_DATA_CLAIM, "/mnt/data")]
     models = [(kf.DEFAULT_SERVING_CLAIM, "/mnt/models")]
-    assert mounts == {CURATION_TASK: data, EXAMPLE_GEN_TASK: data,
+    assert mounts == {CURATION_TASK: data, EXAMPLE_GEN_TASK: data, node_ids.DRIFT_VALIDATOR: data,
                       node_ids.BASELINE_MODEL: models, node_ids.PUSHER: models}
+
+
+@pytest.mark.parametrize("kind, history_root", [
+    ("yaml", "/mnt/data/drift_history"),
+    ("json", "/gcs/rain-tomorrow-test/data/drift_history"),
+])
+def test_drift_node_feeds_the_gate_with_its_history_on_the_data_volume(compiled, kind, history_root):
+    """The same drift gate as the local runner, its history beside the curated data."""
+    path, spec = compiled[kind]
+    tasks = spec.root.dag.tasks
+    drift_task = tasks[node_ids.DRIFT_VALIDATOR]
+    assert set(drift_task.dependent_tasks) == {node_ids.STATISTICS_GEN, node_ids.SCHEMA_GEN, EXAMPLE_GEN_TASK}
+    statistics = drift_task.inputs.artifacts["statistics"].task_output_artifact
+    assert (statistics.producer_task, statistics.output_artifact_key) == (node_ids.STATISTICS_GEN, "statistics")
+    examples = drift_task.inputs.artifacts["examples"].task_output_artifact  # their span
+    assert (examples.producer_task, examples.output_artifact_key) == (EXAMPLE_GEN_TASK, "examples")
+    assert drift_task.inputs.parameters["history_root"].runtime_value.constant.string_value == history_root
+    gate = tasks[node_ids.ANOMALY_GATE]
+    edge = gate.inputs.artifacts["drift_anomalies"].task_output_artifact
+    assert (edge.producer_task, edge.output_artifact_key) == (node_ids.DRIFT_VALIDATOR, "anomalies")
+    assert node_ids.DRIFT_VALIDATOR in gate.dependent_tasks
+    assert node_ids.ANOMALY_GATE in tasks[node_ids.TRANSFORM].dependent_tasks
+    assert containers(spec)[node_ids.DRIFT_VALIDATOR].args[1] == "components.data_validation.drift.Executor"
+    if kind == "yaml":  # the history's directory is on the data volume the task mounts
+        with open(path) as f:
+            _, platform = yaml.safe_load_all(f)
+        label = spec.components[drift_task.component_ref.name].executor_label
+        (mount,) = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]["pvcMount"]
+        assert mount == {"constant": kf.DEFAULT_DATA_CLAIM, "mountPath": "/mnt/data"}
+        assert history_root.startswith(mount["mountPath"] + "/")
+
+
+def _run_task_in_process(backend, task_name: str, results: dict, work_dir):
+    """One task of a compiled spec, in this process, as KFP's driver and launcher give it.
+
+    The inputs are resolved by tests/kfp_launcher.py's model of the driver;
+    the command is the task's own (pipeline.kubeflow.entrypoint, then TFX's
+    Kubeflow v2 entrypoint) with the executor input in place of `{{$}}`;
+    object-store URIs map to local paths under KFP_LAUNCHER_LOCAL_ROOT.
+    Returns (status, executor output dict or the exception).
+    """
+    from pipeline.kubeflow import entrypoint as kfp_entrypoint
+
+    spec = backend.spec
+    task = spec.root.dag.tasks[task_name]
+    component = spec.components[task.component_ref.name]
+    container = backend.deployment.executors[component.executor_label].container
+    assert list(container.command) == LAUNCHER_COMMAND
+    parameters, artifacts = backend._inputs(task, {}, results)
+    output_file = str(work_dir / f"{task_name}-output_metadata.json")
+    outputs = {key: {"name": f"artifacts/{task_name}-{key}", "uri": backend.uri("run-1", task_name, key),
+                     "type": json_format.MessageToDict(definition.artifact_type)}
+               for key, definition in component.output_definitions.artifacts.items()}
+    executor_input = {
+        "inputs": {"parameterValues": parameters, "artifacts": artifacts},
+        "outputs": {"artifacts": {k: {"artifacts": [v]} for k, v in outputs.items()},
+                    "outputFile": output_file},
+    }
+    argv = [json.dumps(executor_input) if a == "{{$}}" else a for a in container.args]
+    try:
+        kfp_entrypoint.main(kfp_entrypoint.parse_flags(["entrypoint"] + argv))
+    except Exception as error:  # the task's pod would exit non-zero
+        return "FAILED", error
+    with open(output_file) as f:
+        return "COMPLETE", json.load(f)
+
+
+def test_drift_task_runs_on_the_compiled_spec_and_stops_the_gate(tmp_path, monkeypatch):
+    """The DriftValidator and AnomalyGate tasks of a compiled YAML, through TFX's Kubeflow v2
+    entrypoint: the span arrives as the Examples' metadata (ExampleGen's custom property, as
+    TFX's entrypoint writes it into ExampleGen's executor output), the history lives on the
+    "data volume" (--data-root), a +15 degC span stops the gate."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+    from tfx.components.example_gen import driver as example_gen_driver
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+    from tfx.types import artifact_utils, standard_artifacts
+    from vega_datasets import local_data
+
+    from components.data_validation.component import DataAnomaliesError
+    from pipeline.kubeflow import entrypoint as kfp_entrypoint
+    from tests.kfp_launcher import PodmanBackend, TaskResult
+
+    volume = tmp_path / "volume"  # the data claim, mounted at --data-root
+    path = str(tmp_path / "p.yaml")
+    assert kubeflow_runner.main(flags(path, "--data-root", str(volume))) == 0
+    with open(path) as f:
+        spec_dict, platform = yaml.safe_load_all(f)
+    spec = json_format.ParseDict(spec_dict, pipeline_spec_pb2.PipelineSpec())
+    backend = PodmanBackend(spec, platform, IMAGE, str(tmp_path / "store"), {}, str(tmp_path), podman=None)
+    local_root = tmp_path / "pod"
+    monkeypatch.setenv(kfp_entrypoint.LOCAL_ROOT_ENV, str(local_root))
+
+    def output_type(task, key):
+        component = spec.components[spec.root.dag.tasks[task].component_ref.name]
+        return json_format.MessageToDict(component.output_definitions.artifacts[key].artifact_type)
+
+    def produced(task, key, run, artifact, files):
+        """A producer task's recorded output: its files where the launcher downloads them,
+        its metadata as TFX's entrypoint writes it into the executor output."""
+        uri = backend.uri(run, task, key)
+        for relative, data in files.items():
+            target = local_root / backend.pod_path(uri).lstrip("/") / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        artifact.uri = uri
+        runtime = json_format.MessageToDict(kubeflow_v2_entrypoint_utils.to_runtime_artifact(artifact, {}))
+        return {"name": f"artifacts/{run}-{task}-{key}", "type": output_type(task, key),
+                "uri": uri, "metadata": runtime.get("metadata", {})}
+
+    seattle = pd.read_csv(local_data.seattle_weather.filepath)
+    columns = ["precipitation", "temp_max", "temp_min", "wind", "weather"]
+    early = seattle[seattle.date < "2014"][columns].reset_index(drop=True)
+    heated = seattle[seattle.date >= "2014"][columns].reset_index(drop=True)
+    heated[["temp_max", "temp_min"]] += 15.0
+    with open(os.path.join(REPO_ROOT, "schema", "schema.pbtxt"), "rb") as f:
+        schema_file = f.read()
+
+    def run(span, frame):
+        name = f"run-{span}"
+        examples = standard_artifacts.Examples()  # what our ExampleGen executor records
+        example_gen_driver.update_output_artifact(
+            {"span": span, "version": None, "input_fingerprint": name}, examples.mlmd_artifact)
+        statistics = standard_artifacts.ExampleStatistics()
+        statistics.span = examples.span  # what StatisticsGen copies: 0, not the span
+        statistics.split_names = artifact_utils.encode_split_names(["train"])
+        stats = tfdv.generate_statistics_from_dataframe(frame).SerializeToString()
+        schema = standard_artifacts.Schema()
+        clean = standard_artifacts.ExampleAnomalies()
+        clean.split_names = statistics.split_names
+        results = {
+            node_ids.STATISTICS_GEN: TaskResult("COMPLETE", {"statistics": produced(
+                node_ids.STATISTICS_GEN, "statistics", name, statistics,
+                {"Split-train/FeatureStats.pb": stats})}),
+            node_ids.SCHEMA_GEN: TaskResult("COMPLETE", {"schema": produced(
+                node_ids.SCHEMA_GEN, "schema", name, schema, {"schema.pbtxt": schema_file})}),
+            node_ids.EXAMPLE_VALIDATOR: TaskResult("COMPLETE", {"anomalies": produced(
+                node_ids.EXAMPLE_VALIDATOR, "anomalies", name, clean, {"Split-train/SchemaDiff.pb": b""})}),
+            EXAMPLE_GEN_TASK: TaskResult("COMPLETE", {"examples": produced(
+                EXAMPLE_GEN_TASK, "examples", name, examples, {})}),
+        }
+        status, output = _run_task_in_process(backend, node_ids.DRIFT_VALIDATOR, results, tmp_path)
+        assert status == "COMPLETE", output
+        (anomalies,) = output["artifacts"]["anomalies"]["artifacts"]
+        # The launcher records the output at its object-store URI, with the drift note.
+        assert anomalies["uri"] == backend.uri("run-1", node_ids.DRIFT_VALIDATOR, "anomalies")
+        results[node_ids.DRIFT_VALIDATOR] = TaskResult("COMPLETE", {"anomalies": dict(
+            anomalies, name=f"artifacts/{name}-drift", type=output_type(node_ids.DRIFT_VALIDATOR, "anomalies"))})
+        gate_status, gate_output = _run_task_in_process(backend, node_ids.ANOMALY_GATE, results, tmp_path)
+        return anomalies["metadata"], gate_status, gate_output
+
+    history = volume / "drift_history"
+    metadata, gate_status, _ = run(1, early)
+    assert metadata["drift_note"].startswith("span 1 is the first span: nothing to compare with")
+    assert metadata["drift_span"] == 1 and metadata["drift_recorded"] == 1
+    assert gate_status == "COMPLETE"
+    assert (history / "span-1" / "Split-train" / "FeatureStats.pb").is_file()
+    assert (history / "span-1" / "RECORDED.json").is_file()
+
+    metadata, gate_status, error = run(2, heated)
+    assert metadata["drift_note"].startswith("span 2 compared with span 1 (train: ")
+    assert metadata["drift_previous_span"] == 1 and metadata["drift_recorded"] == 0
+    assert gate_status == "FAILED" and isinstance(error, DataAnomaliesError)
+    message = str(error)
+    assert "temp_max" in message and "temp_min" in message
+    assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in message
+    assert "Jensen-Shannon divergence between current and previous is 0." in message
+    assert sorted(os.listdir(history)) == ["span-1"]
 
 
 def test_object_store_locations_need_no_volumes(tmp_path):
@@ -250,7 +418,8 @@ def test_object_store_locations_need_no_volumes(tmp_path):
     with open(path) as f:
         _, platform = yaml.safe_load_all(f)
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {f"{CURATION_TASK}_executor", f"{EXAMPLE_GEN_TASK}_executor"}
+    assert set(executors) == {f"{CURATION_TASK}_executor", f"{EXAMPLE_GEN_TASK}_executor",
+                              f"{node_ids.DRIFT_VALIDATOR}_executor"}
 
 
 def test_direct_artifact_io_keeps_tfxs_entrypoint(tmp_path):

@@ -4,12 +4,29 @@ TFX 1.16's ExampleValidator calls `tfdv.validate_statistics(stats, schema)`
 only: it has no input for a previous span's statistics, so the drift
 comparators declared in schema/schema.pbtxt (Jensen-Shannon divergence for
 numeric features, L-infinity distance for the `weather` category) are never
-evaluated there. This component evaluates them:
+evaluated there. This component evaluates them, the same way on both runners:
 
-  * inputs: this run's StatisticsGen output and the curated schema;
-  * the previous span's statistics are found in ML Metadata (the newest
-    StatisticsGen output computed on the highest span below this one,
-    `pipeline.artifact_lookup.previous_span_statistics`);
+  * inputs: this run's StatisticsGen output, the curated schema, and the
+    Examples StatisticsGen read, for their span: ExampleGen's driver (or,
+    on the open-source KFP backend, our ExampleGen executor) records it as
+    the Examples' `span` custom property, which reaches a Kubeflow task as
+    artifact metadata. StatisticsGen's own `span` property is no help: it
+    copies `examples.span`, the (unset, so 0) property, not the custom one;
+  * the previous span's statistics come from a statistics history, a
+    directory both runners can reach (`history_root`: beside the curated data,
+    `<data dir>/drift_history` locally, on the data volume on Kubeflow):
+
+        <history_root>/span-<N>/Split-<split>/FeatureStats.pb
+        <history_root>/span-<N>/RECORDED.json     written last: the record is complete
+
+    The previous span is the highest recorded span below this one, so a
+    re-run of a span never compares it with itself. Every file is written
+    to a temporary name and renamed into place, and a span without its
+    RECORDED.json (a writer killed half-way) is never read;
+  * after the comparison this span's statistics are recorded, unless they
+    drifted: the history holds the spans the drift gate accepted, so a span
+    after a rejected one is compared with the last accepted span, not with
+    the rejected data;
   * output: ExampleAnomalies in ExampleValidator's layout holding only the
     drift findings (schema anomalies stay ExampleValidator's), which the
     AnomalyGate reads beside ExampleValidator's, so drift stops the run
@@ -18,7 +35,11 @@ evaluated there. This component evaluates them:
 The first span has nothing to compare with: the output is empty and its
 `drift_note` custom property says so (the run summary prints it).
 """
+import json
 import os
+import posixpath
+import re
+import uuid
 from typing import Any, Dict, List, Optional
 
 from absl import logging
@@ -33,16 +54,22 @@ from tfx.utils import io_utils
 from components.data_validation.anomalies import ANOMALIES_FILE
 
 STATISTICS_KEY = "statistics"
+EXAMPLES_KEY = "examples"
 SCHEMA_KEY = "schema"
 ANOMALIES_KEY = "anomalies"
-METADATA_PATH_KEY = "metadata_path"
-STATISTICS_NODE_KEY = "statistics_node_id"
+HISTORY_ROOT_KEY = "history_root"
 STATS_FILE = "FeatureStats.pb"
+# The statistics history's directory beside the curated data (both runners).
+HISTORY_DIR = "drift_history"
+RECORDED_FILE = "RECORDED.json"
+_SPAN_DIR = re.compile(r"^span-(\d+)$")
 
 # Custom properties of the output artifact.
 DRIFT_NOTE = "drift_note"
 DRIFT_SPAN = "drift_span"
 DRIFT_PREVIOUS_SPAN = "drift_previous_span"  # -1: nothing compared
+DRIFT_RECORDED = "drift_recorded"  # 1: this span's statistics were added to the history
+DRIFT_HISTORY = "drift_history"  # the history root read and written
 
 _COMPARATOR_TYPES = frozenset(
     value for name, value in anomalies_pb2.AnomalyInfo.Type.items()
@@ -130,34 +157,115 @@ def _read_stats(uri: str, split: str) -> Optional[statistics_pb2.DatasetFeatureS
     return stats
 
 
-def find_previous_statistics(metadata_path: str, pipeline_name: str, statistics_id: int,
-                             statistics_node_id: str):
-    """(current span, previous span, previous statistics uri, note); uri None if nothing to compare."""
-    from pipeline import artifact_lookup
+def history_root_for(data_root: str) -> str:
+    """The statistics history beside the curated data: `<data_root>/drift_history`."""
+    return posixpath.join(data_root, HISTORY_DIR)
 
-    if not metadata_path or not os.path.exists(metadata_path):
-        return None, None, None, (
-            f"no ML Metadata store at {metadata_path or '(none given)'}: drift not checked")
-    store = artifact_lookup.open_store(os.path.dirname(metadata_path))
-    span, previous_span, previous = artifact_lookup.previous_span_statistics(
-        store, pipeline_name, statistics_id, statistics_node_id)
-    if span is None:
-        return None, None, None, (
-            "the statistics' span is not recorded in ML Metadata: drift not checked")
-    if previous is None:
-        return span, None, None, (
-            f"span {span} is the first span: nothing to compare with, drift not checked")
-    return span, previous_span, previous.uri, None
+
+class StatisticsHistory:
+    """Per-span statistics the drift gate accepted, under one directory.
+
+    Layout: `<root>/span-<N>/Split-<split>/FeatureStats.pb` plus
+    `<root>/span-<N>/RECORDED.json`, written last. Works on any file system
+    TFX's fileio speaks (a local or mounted directory, gs://, s3://).
+    """
+
+    def __init__(self, root: str):
+        if not root:
+            raise ValueError("the statistics history needs a directory (history_root is empty)")
+        self.root = root
+
+    def span_dir(self, span: int) -> str:
+        return os.path.join(self.root, f"span-{span}")
+
+    def stats_path(self, span: int, split: str) -> str:
+        return os.path.join(self.span_dir(span), f"Split-{split}", STATS_FILE)
+
+    def spans(self) -> List[int]:
+        """The completely recorded spans, ascending (a span without RECORDED.json is left out)."""
+        if not fileio.exists(self.root):
+            return []
+        found = []
+        for name in fileio.listdir(self.root):
+            match = _SPAN_DIR.match(name.rstrip("/"))
+            if match and fileio.exists(os.path.join(self.root, name.rstrip("/"), RECORDED_FILE)):
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def previous(self, span: int) -> Optional[int]:
+        """The highest completely recorded span below `span`, None if there is none."""
+        below = [s for s in self.spans() if s < span]
+        return below[-1] if below else None
+
+    def read(self, span: int, split: str) -> Optional[statistics_pb2.DatasetFeatureStatisticsList]:
+        """A recorded span's statistics of one split; None if that split was not recorded."""
+        try:
+            return _read_stats(self.span_dir(span), split)
+        except Exception as error:  # protobuf's DecodeError names no file
+            raise ValueError(
+                f"The drift history's record {self.stats_path(span, split)} cannot be read "
+                f"({type(error).__name__}: {error}); remove span-{span} from {self.root} (the "
+                "next span is then compared with the span before it) and run again.") from error
+
+    def record(self, span: int, splits: Dict[str, bytes], source: str) -> str:
+        """Records a span's serialized statistics per split; returns the span's directory.
+
+        Each file goes to a temporary name in its final directory and is
+        renamed into place; RECORDED.json comes last, so a reader never takes
+        a span whose statistics are half-written. Recording a span again
+        replaces its files the same way.
+        """
+        try:
+            for split, data in splits.items():
+                _write_atomically(self.stats_path(span, split), data)
+            _write_atomically(os.path.join(self.span_dir(span), RECORDED_FILE), json.dumps(
+                {"span": span, "splits": sorted(splits), "source": source}, indent=1).encode())
+        except Exception as error:
+            raise OSError(
+                f"Could not record span {span}'s statistics in the drift history "
+                f"{self.root}: {type(error).__name__}: {error}. Without the record the next span "
+                "would have nothing to compare with; make the directory writable (on Kubeflow: "
+                "the data volume, see deploy/pipeline-data) and run again.") from error
+        return self.span_dir(span)
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    fileio.makedirs(directory)
+    staging = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    try:
+        with fileio.open(staging, "wb") as f:
+            f.write(data)
+        fileio.rename(staging, path, overwrite=True)
+    finally:
+        if fileio.exists(staging):
+            fileio.remove(staging)
+
+
+def examples_span(examples: types.Artifact) -> Optional[int]:
+    """The span ExampleGen recorded on its Examples; None if none is recorded.
+
+    Locally an int custom property; on Kubeflow the same custom property
+    parsed back from the artifact's metadata (a number in a struct value),
+    which `get_custom_property` decodes.
+    """
+    if examples.has_custom_property("span"):
+        value = examples.get_custom_property("span")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value)
+    if "span" in examples.mlmd_artifact.properties:
+        return examples.mlmd_artifact.properties["span"].int_value
+    return None
 
 
 class DriftValidatorSpec(ComponentSpec):
     PARAMETERS = {
-        METADATA_PATH_KEY: ExecutionParameter(type=str),
-        STATISTICS_NODE_KEY: ExecutionParameter(type=str),
+        HISTORY_ROOT_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
         STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
         SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
     }
     OUTPUTS = {
         ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
@@ -180,21 +288,31 @@ class Executor(base_executor.BaseExecutor):
         output.split_names = artifact_utils.encode_split_names(splits)
         schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(schema_artifact.uri))
-        pipeline_name = self._context.pipeline_info.id if self._context else ""
+        history = StatisticsHistory(exec_properties.get(HISTORY_ROOT_KEY) or "")
+        output.set_string_custom_property(DRIFT_HISTORY, history.root)
 
-        span, previous_span, previous_uri, note = find_previous_statistics(
-            exec_properties.get(METADATA_PATH_KEY) or "", pipeline_name, statistics.id,
-            exec_properties[STATISTICS_NODE_KEY])
+        span = examples_span(artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]))
+        previous_span = None if span is None else history.previous(span)
+        note = None
+        if span is None:
+            note = "the examples carry no span: drift not checked"
+        elif previous_span is None:
+            note = (f"span {span} is the first span: nothing to compare with, drift not checked "
+                    f"(no earlier span in {history.root})")
         output.set_int_custom_property(DRIFT_SPAN, -1 if span is None else span)
         output.set_int_custom_property(
             DRIFT_PREVIOUS_SPAN, -1 if previous_span is None else previous_span)
-        compared = []
+
+        compared, drifted, current_bytes = [], [], {}
         for split in splits:
             anomalies = anomalies_pb2.Anomalies()
             current = _read_stats(statistics.uri, split)
-            previous = _read_stats(previous_uri, split) if previous_uri else None
+            if current is not None:
+                current_bytes[split] = current.SerializeToString()
+            previous = history.read(previous_span, split) if previous_span is not None else None
             if current is not None and previous is not None:
                 anomalies = drift_anomalies(current, previous, schema)
+                drifted.extend(f"{split}/{feature}" for feature in sorted(anomalies.anomaly_info))
                 distances = ", ".join(
                     f"{k} {v:.3f}" for k, v in sorted(drift_measurements(anomalies).items()))
                 compared.append(f"{split}: {distances or 'no comparator declared'}")
@@ -206,8 +324,16 @@ class Executor(base_executor.BaseExecutor):
             note = (f"span {span} compared with span {previous_span}"
                     + (f" ({'; '.join(compared)})" if compared else
                        ": no split in common, drift not checked"))
+
+        recorded = span is not None and not drifted and bool(current_bytes)
+        if recorded:
+            history.record(span, current_bytes, statistics.uri)
+        elif drifted:
+            note += (f"; drifted ({', '.join(drifted)}): span {span} not added to the history, "
+                     "the next span is compared with the last accepted one")
+        output.set_int_custom_property(DRIFT_RECORDED, int(recorded))
         output.set_string_custom_property(DRIFT_NOTE, note)
-        logging.info("Drift: %s", note)
+        logging.info("Drift: %s (history %s)", note, history.root)
 
 
 class DriftValidator(base_component.BaseComponent):
@@ -216,19 +342,20 @@ class DriftValidator(base_component.BaseComponent):
     SPEC_CLASS = DriftValidatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, statistics, schema, metadata_path: str,
-                 statistics_node_id: str = "StatisticsGen"):
+    def __init__(self, statistics, schema, examples, history_root: str):
         """Args:
           statistics: StatisticsGen's output channel (the new span).
           schema: the curated schema channel (declares the comparators).
-          metadata_path: the SQLite ML Metadata file holding earlier runs.
-          statistics_node_id: node id of the StatisticsGen whose earlier
-            outputs are the previous spans' statistics.
+          examples: the Examples StatisticsGen read (their span; on Kubeflow
+            the launcher downloads them into the task, as for the AnomalyGate).
+          history_root: the statistics history's directory, the same for
+            every run of the pipeline and reachable from the task (local
+            disk, the Kubeflow data volume, or an object-store URI).
         """
         super().__init__(spec=DriftValidatorSpec(
             statistics=statistics,
             schema=schema,
-            metadata_path=metadata_path,
-            statistics_node_id=statistics_node_id,
+            examples=examples,
+            history_root=history_root,
             anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
         ))

@@ -24,7 +24,8 @@ MLFLOW_PORT = 5000
 ARTIFACT_IO_MODES = ("launcher", "direct")
 VERTEX_STORAGE_PREFIXES = ("gs://", "/gcs/")
 # Which tasks read or write which volume.
-DATA_TASKS = (node_ids.SPARK_CURATION, node_ids.EXAMPLE_GEN)
+# The DriftValidator keeps its statistics history on the data volume.
+DATA_TASKS = (node_ids.SPARK_CURATION, node_ids.EXAMPLE_GEN, node_ids.DRIFT_VALIDATOR)
 SERVING_TASKS = (node_ids.BASELINE_MODEL, node_ids.PUSHER)
 
 

@@ -51,6 +51,10 @@ EXIT_FAILED = 3
 EXIT_LOCKED = 4
 
 
+# The summary lines of the run in progress, for pipeline.up_to_date's record.
+_LAST_SUMMARY: List[str] = []
+
+
 class RunLockedError(RuntimeError):
     """Another run holds the lock of a directory this run needs."""
 
@@ -78,6 +82,10 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         action="store_false",
                         help="Transform skips TFX's pre-/post-transform statistics (faster; the "
                              "data-exploration notebook's transformed-feature section needs them)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even when nothing changed since the last successful run "
+                             "(default: print that run's summary; TFX's cache still applies, "
+                             "--no-cache turns it off too)")
     parser.add_argument("--verbose", action="store_true",
                         help="print everything on the console: TensorFlow, Beam, Spark and Keras "
                              "output and the tracebacks of errors (default: one line per step "
@@ -246,9 +254,9 @@ _UNLOADABLE = ("missing saved_model.pb", "missing variables")
 def fail_abandoned_executions(flags: argparse.Namespace, run_id: str) -> List[str]:
     """Executions a dead run left NEW/RUNNING in ML Metadata, now marked FAILED."""
     path = os.path.join(flags.pipeline_root, METADATA_FILE)
-    if not os.path.exists(path):
+    if not os.path.exists(path) or not _may_have_unfinished_executions(path):
         return []
-    from pipeline import artifact_lookup
+    from pipeline import artifact_lookup  # imports TFX and TensorFlow: seconds
 
     store = artifact_lookup.open_store(flags.pipeline_root)
     found = artifact_lookup.fail_unfinished_executions(
@@ -262,6 +270,25 @@ def fail_abandoned_executions(flags: argparse.Namespace, run_id: str) -> List[st
             f"{item['run_id'] or '?'} was left {item['state']} by a run that died: marked FAILED; "
             f"its unfinished outputs: {outputs}")
     return notes
+
+
+def _may_have_unfinished_executions(path: str) -> bool:
+    """False only when ML Metadata's SQLite file has no NEW (1) or RUNNING (2) execution.
+
+    A read-only look at MLMD's `Execution` table (states from
+    ml_metadata's Execution.State), so a clean store costs no TFX import;
+    anything unexpected (another schema, a locked file) answers True and the
+    full check runs.
+    """
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM Execution WHERE last_known_state IN (1, 2)").fetchone()
+    except sqlite3.Error:
+        return True
+    return count > 0
 
 
 def move_aside_broken_versions(flags: argparse.Namespace) -> List[str]:
@@ -379,13 +406,51 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
     report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
     _say(f"\nReport: {report}")
     _track_run(flags, summary, report, exit_code, curation, run_id)
+    _LAST_SUMMARY[:] = [*format_run_summary(summary).splitlines(), "", f"Report: {report}"]
     return exit_code
 
 
+def _up_to_date_key(flags: argparse.Namespace, flag_values: dict) -> str:
+    """`pipeline.up_to_date.run_key` of this run's inputs and the state on disk now."""
+    from components.spark_curation.spans import CURATED_DIR, MANIFEST_FILE
+    from pipeline import up_to_date
+
+    return up_to_date.run_key(
+        flag_values, REPO_ROOT, [raw.pattern for raw in flags.raw_inputs],
+        os.path.join(flags.data_dir, CURATED_DIR),
+        os.path.join(flags.serving_base, flags.model_name), MANIFEST_FILE)
+
+
 def _run(flags: argparse.Namespace, run_id: str) -> int:
-    from components.spark_curation.job import CurationError
+    from pipeline import up_to_date
 
     cleanup = clean_up_at_start(flags, run_id)
+    # An unchanged re-run would only hit caches: say so without importing TFX.
+    flag_values = None if flags.no_cache or cleanup else up_to_date.flag_values(flags)
+    if flag_values is not None and not flags.force:
+        previous = up_to_date.previous_run(flags.pipeline_root, _up_to_date_key(flags, flag_values))
+        if previous is not None:
+            _say(f"Up to date: raw data, code, schema, flags, curated spans and serving versions "
+                 f"are unchanged since run {previous['run_id']} (finished {previous['finished_at']}); "
+                 "nothing ran (--no-cache runs everything again). That run's summary:")
+            for line in previous["summary"]:
+                _say(line)
+            return int(previous["exit_code"])
+    up_to_date.forget(flags.pipeline_root)
+    _LAST_SUMMARY.clear()
+    exit_code = _run_steps(flags, run_id, cleanup)
+    if flag_values is not None and exit_code == EXIT_OK and _LAST_SUMMARY:
+        up_to_date.record_run(
+            flags.pipeline_root, _up_to_date_key(flags, flag_values), run_id, exit_code,
+            list(_LAST_SUMMARY),
+            datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    return exit_code
+
+
+def _run_steps(flags: argparse.Namespace, run_id: str, cleanup: List[str]) -> int:
+    """Curation, then the pipeline; the exit code."""
+    from components.spark_curation.job import CurationError
+
     # TensorFlow/TFX are not imported in a background thread during curation:
     # tried, it saved seconds but once hung the process (every thread waiting
     # on a lock, importing TensorFlow beside pyspark); imports stay sequential.

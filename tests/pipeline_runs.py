@@ -4,7 +4,8 @@ The end-to-end, notebook and report tests all assert on these runs, so the
 slow part (about four pipeline runs) happens once:
 
 1. first run: curation + the whole pipeline, a version is pushed;
-2. unchanged re-run: cache hits, nothing new pushed;
+2. unchanged re-run with --force: cache hits, nothing new pushed;
+   then unchanged without --force: "Up to date", nothing runs;
 3. a worse candidate (untrained, cache off): not blessed vs the baseline;
 4. a new span with injected anomalies (wind 300 m/s): stops at the AnomalyGate.
 """
@@ -40,6 +41,7 @@ class PipelineRuns:
     runs_dir: str
     first: RunRecord
     rerun: RunRecord
+    uptodate: RunRecord
     worse: RunRecord
     anomalous: RunRecord
 
@@ -92,7 +94,9 @@ def inject_anomalous_span(runs_dir: str) -> str:
 
 def run_all(runs_dir: str) -> PipelineRuns:
     first = run_once(runs_dir)
-    rerun = run_once(runs_dir)
+    # --force: past the up-to-date check, so TFX's cache is what is tested.
+    rerun = run_once(runs_dir, "--force")
+    uptodate = run_once(runs_dir)
     # One step at a negligible learning rate: an essentially untrained model
     # (seeded, so repeatable) that clears an absolute floor of 0.01 but not
     # the comparison with the baseline.
@@ -100,4 +104,4 @@ def run_all(runs_dir: str) -> PipelineRuns:
                      "--min-auc", "0.01")
     inject_anomalous_span(runs_dir)
     anomalous = run_once(runs_dir)
-    return PipelineRuns(runs_dir, first, rerun, worse, anomalous)
+    return PipelineRuns(runs_dir, first, rerun, uptodate, worse, anomalous)

@@ -102,6 +102,20 @@ def test_unchanged_rerun_hits_the_cache_and_pushes_nothing(pipeline_runs):
     assert "Not pushed: unchanged model, the pusher's earlier result was reused (cache)" in rerun.stdout
 
 
+def test_unchanged_run_is_up_to_date_and_reprints_the_last_summary(pipeline_runs):
+    """Issue #11: nothing changed since a successful run -> its summary, nothing runs."""
+    uptodate, rerun = pipeline_runs.uptodate, pipeline_runs.rerun
+    assert uptodate.exit_code == 0, uptodate.stderr[-3000:]
+    rerun_id = re.search(r"^Run (\S+) \(pid", rerun.stdout, re.MULTILINE).group(1)
+    assert f"Up to date: raw data, code, schema, flags, curated spans and serving versions " \
+           f"are unchanged since run {rerun_id}" in uptodate.stdout
+    assert _step_lines(uptodate.stdout) == {}  # not even curation started
+    assert uptodate.summary is None  # nothing of this run id in ML Metadata
+    assert f"Pipeline rain-tomorrow, run {rerun_id}" in uptodate.stdout
+    assert "Report: " in uptodate.stdout
+    assert uptodate.serving_files == pipeline_runs.first.serving_files
+
+
 def test_worse_candidate_is_not_blessed_and_not_pushed(pipeline_runs):
     worse = pipeline_runs.worse
     assert worse.exit_code == 0, worse.stderr[-3000:]

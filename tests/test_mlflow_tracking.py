@@ -212,8 +212,9 @@ def test_a_second_push_moves_the_alias(evaluations, tmp_path):
 
 
 def test_an_unreachable_tracking_server_does_not_stop_the_push(evaluations, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    # tracking.client() bounds MLflow's retries (about 10 s here, not minutes).
+    for name in tracking._HTTP_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -315,6 +316,10 @@ def test_the_summary_names_the_mlflow_run_and_version_and_a_failure_loudly():
     summary.mlflow_error = "MLflow (http://x) failed at registering the version: boom"
     assert format_mlflow(summary)[1].startswith("MLflow: FAILED (the push itself stands)")
     assert format_mlflow(_summary("CACHED", mlflow_run_id="old")) == []
+    from pipeline.report import render_report
+
+    html = render_report(summary)
+    assert "MLflow: run abc123; registered model rain_tomorrow version 4 (alias serving)" in html
 
 
 # --- flags: the local default, off, Kubeflow's run parameter --------------------

@@ -41,6 +41,9 @@ SERVING_ALIAS = "serving"
 _MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH (2.22)
 _MAX_TAG_LENGTH = 8000
 _BATCH = 100  # params/tags per log_batch call
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 class TrackingError(RuntimeError):
@@ -86,6 +89,12 @@ def client(tracking_uri: str):
     path = sqlite_path(tracking_uri)
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    elif tracking_uri.startswith(("http://", "https://")):
+        # MLflow's defaults retry an unreachable server for minutes (7 retries,
+        # exponential backoff, 120 s timeouts); a pusher should give up sooner
+        # and push without it. Set these variables to override.
+        for name, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

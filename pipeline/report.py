@@ -90,6 +90,10 @@ def render_report(summary: RunSummary, sliced: Optional[List[dict]] = None,
     """The report as an HTML string."""
     sections = [f"<h1>Pipeline {_esc(summary.pipeline_name)} — run {_esc(summary.run_id)}</h1>"]
     sections.append(_verdict(summary))
+    from pipeline.run_summary import format_mlflow
+
+    # MLflow: the pusher's run and registered version (components/experiment_tracking).
+    sections += [f"<p class='mlflow'>{_esc(line)}</p>" for line in format_mlflow(summary)]
     sections.append("<h2>Components</h2>" + _table(
         ["component", "status", "seconds"],
         [[c.node_id, c.status, f"{c.seconds:.1f}"] for c in summary.components], numeric_from=2))

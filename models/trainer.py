@@ -3,9 +3,12 @@
 Referenced by the pipeline as "models.trainer.run_fn"; the only module of
 `models/` that imports TFX.
 """
+import json
 import logging
+import os
 from typing import List, Optional
 
+import attr
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
@@ -56,6 +59,34 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+HYPERPARAMETERS_FILE = "hyperparameters.json"
+
+
+def record_hyperparameters(fn_args: tfx.components.FnArgs) -> Optional[str]:
+    """Writes what the Trainer trains with to `<model_run_dir>/hyperparameters.json`.
+
+    {"hparams": the model's HParams fields, "train_steps", "eval_steps",
+    "tuned": whether the Tuner's best hyper-parameters were applied,
+    "tuned_values": those values}. Returns the path (None without a run dir).
+    """
+    if not getattr(fn_args, "model_run_dir", None):
+        return None
+    hparams = model_lib.HParams.from_config(distributed_training.hparams_of(fn_args.custom_config))
+    values = (getattr(fn_args, "hyperparameters", None) or {}).get("values")
+    record = {
+        "hparams": {**vars(hparams), "hidden_units": list(hparams.hidden_units)},
+        "train_steps": fn_args.train_steps,
+        "eval_steps": fn_args.eval_steps,
+        "tuned": bool(values),
+        "tuned_values": values or None,
+    }
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    path = os.path.join(fn_args.model_run_dir, HYPERPARAMETERS_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True))
+    return path
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Builds, trains and exports the model as the TFX Trainer asks.
 
@@ -65,14 +96,28 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         custom_config (hyper-parameters, see `model_lib.HParams.from_config`;
         `train_workers` > 1, `train_strategy` or `tfjob` hand the training to
         `components.distributed_training`),
-        model_run_dir (TensorBoard logs) and serving_model_dir (the export).
+        model_run_dir (TensorBoard logs) and serving_model_dir (the export),
+        hyperparameters (the Tuner's best, with `--tune`: its hidden_units,
+        learning_rate and train_steps replace the flags' values, see
+        `models.tuner.apply_best_hyperparameters`).
+
+    What it trains with (hyper-parameters, train steps, their source) is
+    recorded in `<model_run_dir>/hyperparameters.json`.
     """
+    if getattr(fn_args, "hyperparameters", None):
+        from models import tuner as tuner_lib
+
+        custom_config, train_steps = tuner_lib.apply_best_hyperparameters(fn_args)
+        logging.info("Tuned hyper-parameters %s: train_steps %s (train_args.num_steps %s)",
+                     fn_args.hyperparameters.get("values"), train_steps, fn_args.train_steps)
+        fn_args = attr.evolve(fn_args, custom_config=custom_config, train_steps=train_steps)
     if not fn_args.train_steps or not fn_args.eval_steps:
         raise ValueError(
             "The Trainer needs train_args.num_steps and eval_args.num_steps > 0 "
             f"(got {fn_args.train_steps} and {fn_args.eval_steps}); the datasets "
             "repeat forever, so training would never end."
         )
+    record_hyperparameters(fn_args)
     if distributed_training.wants_distributed(fn_args.custom_config):
         # N worker processes (MultiWorkerMirroredStrategy) or, on Kubeflow, a
         # TFJob: same model, hyper-parameters and serving export

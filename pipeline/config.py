@@ -111,6 +111,9 @@ class PipelineConfig:
         previous recorded span's (schema drift comparators) before the
         AnomalyGate and records the span if it did not drift. None: no
         drift node.
+      tune: run TFX's Tuner (models/tuner.py) before the Trainer, which then
+        trains with the best hyper-parameters it found.
+      tune_trials: how many trials the Tuner's random search runs.
       mlflow_tracking_uri: where the pusher logs each run and registers each
         pushed version (components/experiment_tracking): a `sqlite:///` file,
         a tracking server's `http://` URL, or "" for no tracking.
@@ -134,6 +137,8 @@ class PipelineConfig:
     # evaluate; "hash" = TFX's hash of the date (neighbouring days in both).
     split: str = "time"
     drift_history_root: Optional[str] = None
+    tune: bool = False
+    tune_trials: int = 6
     mlflow_tracking_uri: str = ""
 
 

@@ -17,6 +17,7 @@ from pipeline.eval_config import create_eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
+TUNER_FN = "models.tuner.tuner_fn"
 
 
 def create_pipeline(
@@ -107,8 +108,12 @@ def create_pipeline(
     # Transform does not read the gate's output; the edge is what makes an
     # anomaly stop everything downstream.
     transform.add_upstream_node(anomaly_gate)
+    # With --tune: a random search (models/tuner.py) whose best
+    # hyper-parameters the Trainer trains with.
+    tuner = _tuner(config, transform, schema_gen, train_args, eval_args)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
+        **({"hyperparameters": tuner.outputs["best_hyperparameters"]} if tuner else {}),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -155,6 +160,7 @@ def create_pipeline(
         *([drift_validator] if drift_validator else []),
         anomaly_gate,
         transform,
+        *([tuner] if tuner else []),
         trainer,
         baseline,
         evaluator,
@@ -170,6 +176,26 @@ def create_pipeline(
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_pipeline_args),
     )
+
+
+def _tuner(config: PipelineConfig, transform, schema_gen, train_args, eval_args):
+    """TFX's Tuner over the transformed examples with `config.tune`; else None.
+
+    It gets the Trainer's train/eval args (eval_args.num_steps: the batches
+    each trial is scored on; train_args' steps are tuned, see models/tuner.py)
+    and the Trainer's hyper-parameters plus the number of trials.
+    """
+    if not config.tune:
+        return None
+    return tfx.components.Tuner(
+        tuner_fn=TUNER_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=train_args or tfx.proto.TrainArgs(num_steps=config.training.train_steps),
+        eval_args=eval_args or tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
+        custom_config={**config.training.custom_config(), "tune_trials": config.tune_trials},
+    ).with_id(node_ids.TUNER)
 
 
 def _span_window_resolver(example_gen, span_window: int):

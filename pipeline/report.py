@@ -104,6 +104,11 @@ def render_report(summary: RunSummary, sliced: Optional[List[dict]] = None,
         sections.append("<h2>Clean-up at start</h2><ul>"
                         + "".join(f"<li>{_esc(n)}</li>" for n in summary.cleanup) + "</ul>")
     sections.append("<h2>Anomalies</h2>" + _anomalies(summary))
+    from pipeline.run_summary import format_tuning
+
+    tuning = format_tuning(summary)  # with --tune only
+    if tuning:
+        sections.append("<h2>Tuning</h2>" + "".join(f"<p>{_esc(line.strip())}</p>" for line in tuning))
     sections.append("<h2>Evaluation</h2>" + _evaluation(summary, sliced or []))
     body = "\n".join(sections)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Run {_esc(summary.run_id)}</title>"

@@ -61,6 +61,10 @@ class RunSummary:
     # What the runner cleaned up before this run (dead runs' executions,
     # broken serving versions); set by the runner, not read from MLMD.
     cleanup: List[str] = dataclasses.field(default_factory=list)
+    # With --tune: the Tuner's best hyper-parameter values and every completed
+    # trial ({"trial_id", "score" (validation AUC), values...}, best first).
+    tuned_hyperparameters: Optional[Dict[str, object]] = None
+    tuning_trials: Optional[List[Dict[str, object]]] = None
     # MLflow (components/experiment_tracking): the pusher's run and the
     # registered version, from the PushedModel; "" when none.
     mlflow_run_id: str = ""
@@ -158,6 +162,11 @@ def _read_outputs(store, execution, summary: RunSummary, node_id: str = "") -> N
             props = artifact.custom_properties
             if example_gen_executor.SPLIT_SUMMARY_PROPERTY in props:
                 summary.split_note = props[example_gen_executor.SPLIT_SUMMARY_PROPERTY].string_value
+        elif kind == "HyperParameters":
+            summary.tuned_hyperparameters = _read_json(
+                artifact.uri, "best_hyperparameters.txt", {}).get("values")
+        elif kind == "TunerResults":
+            summary.tuning_trials = _read_json(artifact.uri, "tuner_results.json", None)
         elif kind == "ModelRun":
             summary.train_metrics = evaluation_results.keras_train_metrics(artifact.uri)
         elif kind == "ModelEvaluation":
@@ -186,6 +195,37 @@ def _read_outputs(store, execution, summary: RunSummary, node_id: str = "") -> N
                 summary.pushed = False
 
 
+def _read_json(directory: str, name: str, default):
+    """The JSON file `name` in an artifact directory; `default` if absent or unreadable."""
+    import json
+
+    from tfx.utils import io_utils
+
+    try:
+        return json.loads(io_utils.read_string_file(f"{directory.rstrip('/')}/{name}"))
+    except Exception:  # a summary never fails on one unreadable artifact
+        return default
+
+
+def format_tuning(summary: RunSummary) -> List[str]:
+    """The Tuner's search: its best validation AUC and the values the Trainer got."""
+    if summary.tuned_hyperparameters is None and summary.tuning_trials is None:
+        return []
+    trials = summary.tuning_trials or []
+    best = max((t.get("score") for t in trials if t.get("score") is not None), default=None)
+    values = ", ".join(f"{name} {_hp_text(value)}"
+                       for name, value in sorted((summary.tuned_hyperparameters or {}).items()))
+    cached = " (cached: an earlier run's search)" if summary.status_of(node_ids.TUNER) == "CACHED" else ""
+    auc = "not recorded" if best is None else f"{best:.4f}"
+    count = f"{len(trials)} trial{'' if len(trials) == 1 else 's'}"
+    return [f"Tuning: {count}{cached}, best validation AUC {auc}",
+            f"  Trainer's hyper-parameters from the search: {values or 'none recorded'}"]
+
+
+def _hp_text(value) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
 def format_run_summary(summary: RunSummary) -> str:
     """A plain-text report for the terminal."""
     lines = [f"Pipeline {summary.pipeline_name}, run {summary.run_id}", ""]
@@ -199,6 +239,7 @@ def format_run_summary(summary: RunSummary) -> str:
     if summary.split_note:
         lines.append(f"Split: {summary.split_note}")
     lines.extend(_format_validation(summary))
+    lines.extend(format_tuning(summary))
     lines.extend(_format_evaluation(summary))
     lines.extend(_format_push(summary))
     return "\n".join(lines)

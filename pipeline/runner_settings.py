@@ -64,6 +64,13 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
     group.add_argument("--train-timeout", type=positive_int,
                        default=_TRAINING_DEFAULTS.train_timeout_seconds,
                        help="seconds a multi-worker training may take before its workers are stopped")
+    group.add_argument("--tune", action="store_true",
+                       help="run TFX's Tuner (KerasTuner random search over hidden units, learning "
+                            "rate and train steps, models/tuner.py) before the Trainer, which then "
+                            "trains with the best values found instead of --hidden-units, "
+                            "--learning-rate and --train-steps")
+    group.add_argument("--tune-trials", type=positive_int, default=None,
+                       help=f"trials of the --tune search (default {_PIPELINE_DEFAULTS.tune_trials})")
     group = parser.add_argument_group("blessing thresholds")
     group.add_argument("--min-auc", type=auc_floor, default=_THRESHOLD_DEFAULTS.min_auc,
                        help="absolute AUC floor, 0 < value <= 1")
@@ -209,6 +216,10 @@ def check_shared_flags(parser: argparse.ArgumentParser, flags: argparse.Namespac
         parser.error(f"--train-strategy {flags.train_strategy} trains in one process; "
                      f"--train-workers {flags.train_workers} trains across processes with "
                      "MultiWorkerMirroredStrategy: give one or the other")
+    if getattr(flags, "tune_trials", None) is not None and not getattr(flags, "tune", False):
+        parser.error(f"--tune-trials {flags.tune_trials} sets the size of the --tune search: "
+                     "add --tune, or drop --tune-trials")
+
 
 
 def pipeline_config_from_flags(
@@ -259,5 +270,7 @@ def pipeline_config_from_flags(
         keep_versions=flags.keep_versions,
         split=getattr(flags, "split", _PIPELINE_DEFAULTS.split),
         drift_history_root=drift_history_root,
+        tune=getattr(flags, "tune", False),
+        tune_trials=getattr(flags, "tune_trials", None) or _PIPELINE_DEFAULTS.tune_trials,
         mlflow_tracking_uri=mlflow_uri_flag(getattr(flags, "mlflow_tracking_uri", None)),
     )

@@ -59,7 +59,7 @@ class Resources:
 DEFAULT_RESOURCES = Resources(cpu_request=0.5, memory_request_gb=1, cpu_limit=2, memory_limit_gb=4)
 DEFAULT_HEAVY_RESOURCES = Resources(cpu_request=1, memory_request_gb=4, cpu_limit=2, memory_limit_gb=8)
 HEAVY_TASKS = (node_ids.SPARK_CURATION, node_ids.EXAMPLE_GEN, node_ids.STATISTICS_GEN,
-               node_ids.TRANSFORM, node_ids.TRAINER, node_ids.EVALUATOR)
+               node_ids.TRANSFORM, node_ids.TUNER, node_ids.TRAINER, node_ids.EVALUATOR)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -221,7 +221,6 @@ def check_shared_flags(parser: argparse.ArgumentParser, flags: argparse.Namespac
                      "add --tune, or drop --tune-trials")
 
 
-
 def pipeline_config_from_flags(
     flags: argparse.Namespace,
     *,

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional
 
 from absl import logging
 
+from components.artifact_uris import remote_uri
 from components.experiment_tracking import tracking
 
 # The pusher's exec properties for tracking.
@@ -212,7 +213,8 @@ def run_params(settings: dict, input_dict, version: str) -> dict:
             "spans": [_int_property(e, "span") for e in examples],
             "versions": [_int_property(e, "version") for e in examples],
             "fingerprint": "; ".join(_string_property(e, "input_fingerprint") for e in examples),
-            "uris": [e.uri for e in examples],
+            # The object-store URIs on Kubeflow, not the launcher's local copies.
+            "uris": [remote_uri(e) for e in examples],
         }
     return params
 

@@ -140,6 +140,10 @@ def create_pipeline(
         model_blessing=evaluator.outputs["blessing"],
         evaluation=evaluator.outputs["evaluation"],
         examples=training_examples,
+        # Shipped inside the version (assets.extra/) for the prediction
+        # service's training/serving skew check (serving/skew.py).
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
         serving_base=config.serving_base,
         model_name=config.model_name,
         server_model_base_path=config.server_model_base_path,

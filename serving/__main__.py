@@ -52,7 +52,18 @@ def parse_flags(argv: Optional[List[str]]) -> ServiceConfig:
     parser.add_argument("--max-days", type=int, default=ApiConfig.max_days)
     parser.add_argument("--max-rows", type=int, default=ApiConfig.max_rows)
     parser.add_argument("--max-body-bytes", type=int, default=ApiConfig.max_body_bytes)
+    parser.add_argument("--skew-window", type=int, default=ApiConfig.skew_window,
+                        help="feature rows sent to the model kept for GET /v1/skew (0: off)")
+    parser.add_argument("--skew-min-rows", type=int, default=ApiConfig.skew_min_rows,
+                        help="fewer rows in the window: /v1/skew reports too_few_rows")
     flags = parser.parse_args(argv)
+    if flags.skew_window < 0:
+        parser.error(f"--skew-window must be >= 0 (0: off), got {flags.skew_window}")
+    if flags.skew_min_rows < 1:
+        parser.error(f"--skew-min-rows must be >= 1, got {flags.skew_min_rows}")
+    if flags.skew_window and flags.skew_min_rows > flags.skew_window:
+        parser.error(f"--skew-min-rows {flags.skew_min_rows} is larger than --skew-window "
+                     f"{flags.skew_window}: the window could never hold enough rows")
     if flags.backend == INPROCESS and not flags.serving_base:
         parser.error("--backend inprocess needs --serving-base")
     if flags.backend == TFSERVING and not flags.tf_serving_url:
@@ -62,7 +73,8 @@ def parse_flags(argv: Optional[List[str]]) -> ServiceConfig:
         port=flags.port, backend=flags.backend, tf_serving_url=flags.tf_serving_url,
         poll_seconds=flags.poll_seconds,
         api=ApiConfig(model_name=flags.model_name, max_days=flags.max_days,
-                      max_rows=flags.max_rows, max_body_bytes=flags.max_body_bytes))
+                      max_rows=flags.max_rows, max_body_bytes=flags.max_body_bytes,
+                      skew_window=flags.skew_window, skew_min_rows=flags.skew_min_rows))
 
 
 def make_backend(config: ServiceConfig) -> Backend:

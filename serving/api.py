@@ -12,13 +12,13 @@ from typing import Any, Dict, List, Optional, Tuple
 from fastapi import FastAPI, Path
 
 from models import features
-from serving import errors, observations
+from serving import errors, observations, skew
 from serving import features as serving_features
-from serving.backend import Backend
+from serving.backend import Backend, NoModelLoaded
 from serving.errors import ApiError, field_error
 from serving.schemas import (
-    FeaturePrediction, FeatureRequest, Health, ModelRef, ModelsOut, RowPrediction,
-    StationPrediction, StationRequest, VersionOut)
+    FeaturePrediction, FeatureRequest, FeatureSkewOut, Health, ModelRef, ModelsOut,
+    RowPrediction, SkewOut, StationPrediction, StationRequest, VersionOut)
 
 # The longest window a feature looks back (7-day means): the days a request must cover.
 WINDOW_DAYS = max(features.ROLLING_WINDOW_DAYS + features.LAG_DAYS)
@@ -33,12 +33,16 @@ class ApiConfig:
       max_days: most days one station request may carry.
       max_rows: most feature rows one /v1/predict request may carry.
       max_body_bytes: largest request body.
+      skew_window: feature rows sent to the model kept for GET /v1/skew (0: off).
+      skew_min_rows: fewer rows in the window than this: no skew measurement.
     """
 
     model_name: str = "rain_tomorrow"
     max_days: int = 366
     max_rows: int = 1000
     max_body_bytes: int = 1_000_000
+    skew_window: int = 1000
+    skew_min_rows: int = 300
 
 
 def create_app(backend: Backend, config: ApiConfig = ApiConfig()) -> FastAPI:
@@ -61,6 +65,8 @@ def create_app(backend: Backend, config: ApiConfig = ApiConfig()) -> FastAPI:
         default_response_class=errors.AsciiJSONResponse,
     )
     errors.install(app, config.max_body_bytes)
+    skew_monitor = skew.SkewMonitor(skew.SkewWindow(config.skew_window), config.skew_min_rows)
+    app.state.skew_monitor = skew_monitor
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz():
@@ -104,6 +110,7 @@ def create_app(backend: Backend, config: ApiConfig = ApiConfig()) -> FastAPI:
         row = serving_features.feature_rows(station, days)[-1]
         model_row = serving_features.model_input(row)
         prediction = backend.predict([model_row])
+        skew_monitor.window.add([model_row], prediction.version)
         known, warnings = _vocabulary_check(backend, station)
         return StationPrediction(
             station=station, date=row[features.DATE_KEY].isoformat(),
@@ -125,6 +132,7 @@ def create_app(backend: Backend, config: ApiConfig = ApiConfig()) -> FastAPI:
                                                 f"{config.max_rows}")])
         rows = [row.model_dump() for row in request.rows]
         prediction = backend.predict(rows)
+        skew_monitor.window.add(rows, prediction.version)
         answers = []
         for row, probability in zip(rows, prediction.probabilities):
             known, warnings = _vocabulary_check(backend, row[features.STATION_KEY])
@@ -134,6 +142,26 @@ def create_app(backend: Backend, config: ApiConfig = ApiConfig()) -> FastAPI:
             model=ModelRef(name=config.model_name, version=prediction.version,
                            backend=backend.name),
             predictions=answers)
+
+    @app.get("/v1/skew", response_model=SkewOut)
+    def skew_report() -> SkewOut:
+        """Training/serving skew: the last feature rows sent to the model (both routes)
+        against the live version's training statistics, with the schema's skew
+        comparators (the drift gate's thresholds). Computed on request."""
+        version = backend.live_version()
+        if version is None:
+            raise NoModelLoaded("no model version loaded: nothing to compare with")
+        report = skew_monitor.report(version, backend.version_dir(version))
+        metadata = backend.metadata(version) or {}
+        return SkewOut(
+            status=report.status, message=report.message,
+            model=ModelRef(name=config.model_name, version=version, backend=backend.name),
+            rows_in_window=report.rows_in_window, window_size=config.skew_window,
+            min_rows=config.skew_min_rows,
+            rows_by_version={str(v): n for v, n in sorted(report.rows_by_version.items())},
+            skewed_features=report.skewed_features,
+            features=[FeatureSkewOut(**dataclasses.asdict(f)) for f in report.features],
+            training_statistics=metadata.get("training_statistics"))
 
     return app
 

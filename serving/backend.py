@@ -80,6 +80,10 @@ class Backend(abc.ABC):
         """push_metadata.json of a version, when this backend can read it."""
         return None
 
+    def version_dir(self, version: int) -> Optional[str]:
+        """The version's directory when this process can read it (training statistics)."""
+        return None
+
     def start(self) -> None:
         """Begins loading/polling; returns without waiting for a model."""
 

@@ -170,6 +170,9 @@ class InProcessBackend(Backend):
         live = self._live
         return live.vocabularies.get(key) if live else None
 
+    def version_dir(self, version: int) -> Optional[str]:
+        return self._version_path(version)
+
     def metadata(self, version: int) -> Optional[Dict[str, Any]]:
         live = self._live
         if live and live.version == version:

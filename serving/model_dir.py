@@ -20,6 +20,16 @@ METADATA_FILE = "push_metadata.json"
 MODELS_CONFIG_FILE = "models.config"
 _STAGING_PREFIX = ".tmp-"
 
+# What training/serving skew needs travels with the model, inside the version
+# directory, in SavedModel's `assets.extra/` (tf.saved_model.EXTRA_ASSETS_DIRECTORY:
+# "unmanaged files from higher-level APIs"). Loading a SavedModel never reads
+# it; TF Serving reads one name there only, `tf_serving_warmup_requests`,
+# which these are not.
+EXTRA_ASSETS_DIR = "assets.extra"
+TRAINING_STATISTICS_FILE = os.path.join(EXTRA_ASSETS_DIR, "training_statistics", "FeatureStats.pb")
+SCHEMA_FILE = os.path.join(EXTRA_ASSETS_DIR, "schema.pbtxt")
+_TF_SERVING_WARMUP_FILE = os.path.join(EXTRA_ASSETS_DIR, "tf_serving_warmup_requests")
+
 
 class VersionExistsError(RuntimeError):
     """Raised when a version directory is already taken."""
@@ -62,6 +72,7 @@ def publish_version(
     model_dir: str,
     metadata: Dict,
     version: Optional[int] = None,
+    extra_files: Optional[Dict[str, str]] = None,
 ) -> str:
     """Copies a SavedModel into a new version directory atomically.
 
@@ -71,16 +82,28 @@ def publish_version(
       metadata: JSON-serializable facts written as push_metadata.json inside
         the version (TF Serving ignores extra files).
       version: a specific version; defaults to `next_version(model_dir)`.
+      extra_files: {path inside the version under `assets.extra/`: source
+        file}, copied in the same staged write (e.g. TRAINING_STATISTICS_FILE
+        and SCHEMA_FILE for the service's skew check).
 
     Returns:
       The path of the new version directory.
 
     Raises:
-      FileNotFoundError: if `source_dir` holds no saved_model.pb.
+      FileNotFoundError: if `source_dir` holds no saved_model.pb, or an extra
+        file's source is missing.
+      ValueError: if an extra file's path is not a plain path under
+        `assets.extra/` or is TF Serving's warmup file.
       VersionExistsError: if the version directory already exists.
     """
     if not fileio.exists(os.path.join(source_dir, "saved_model.pb")):
         raise FileNotFoundError(f"No saved_model.pb in {source_dir}; nothing to push.")
+    extra_files = dict(extra_files or {})
+    for relative, source in extra_files.items():
+        _check_extra_path(relative)
+        if not fileio.exists(source):
+            raise FileNotFoundError(
+                f"No file at {source} to publish as {relative}; nothing pushed.")
     fileio.makedirs(model_dir)
     version = next_version(model_dir) if version is None else version
     target = os.path.join(model_dir, str(version))
@@ -89,6 +112,10 @@ def publish_version(
     staging = os.path.join(model_dir, f"{_STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
     try:
         io_utils.copy_dir(source_dir, staging)
+        for relative, source in sorted(extra_files.items()):
+            destination = os.path.join(staging, relative)
+            fileio.makedirs(os.path.dirname(destination))
+            fileio.copy(source, destination, overwrite=True)
         io_utils.write_string_file(
             os.path.join(staging, METADATA_FILE),
             json.dumps(dict(metadata, version=version), indent=2, sort_keys=True),
@@ -98,6 +125,16 @@ def publish_version(
         if fileio.exists(staging):
             fileio.rmtree(staging)
     return target
+
+
+def _check_extra_path(relative: str) -> None:
+    parts = relative.replace("\\", "/").split("/")
+    if (os.path.isabs(relative) or len(parts) < 2 or parts[0] != EXTRA_ASSETS_DIR
+            or any(p in ("", ".", "..") for p in parts)):
+        raise ValueError(f"extra file path {relative!r} must be a relative path under "
+                         f"{EXTRA_ASSETS_DIR}/ (TF Serving and SavedModel loading ignore it)")
+    if os.path.normpath(relative) == _TF_SERVING_WARMUP_FILE:
+        raise ValueError(f"{relative!r} is TF Serving's warmup file, not an extra file")
 
 
 def write_models_config(serving_base: str, model_name: str, server_base_path: str) -> str:
@@ -155,6 +192,34 @@ def incomplete_reason(model_dir: str, version: int) -> Optional[str]:
     if metadata.get("version") != version:
         return f"{METADATA_FILE} names version {metadata.get('version')!r}, not {version}"
     return None
+
+
+def read_training_statistics(model_dir: str, version: int):
+    """The training statistics shipped with a version (DatasetFeatureStatisticsList), or None.
+
+    Versions pushed before the pusher shipped them have none. Raises on a file
+    that is there but does not parse.
+    """
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    path = os.path.join(version_path(model_dir, version), TRAINING_STATISTICS_FILE)
+    if not fileio.exists(path):
+        return None
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    with fileio.open(path, "rb") as f:
+        stats.ParseFromString(f.read())
+    return stats
+
+
+def read_schema(model_dir: str, version: int):
+    """The curated schema shipped with a version (schema_pb2.Schema), or None."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = os.path.join(version_path(model_dir, version), SCHEMA_FILE)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path) as f:
+        return text_format.Parse(f.read(), schema_pb2.Schema())
 
 
 def complete_versions(model_dir: str) -> List[int]:

@@ -109,6 +109,34 @@ class ModelsOut(BaseModel):
     versions: List[VersionOut]
 
 
+class FeatureSkewOut(BaseModel):
+    feature: str
+    comparator: str = Field(description="jensen_shannon_divergence (numeric) or "
+                                        "infinity_norm (categorical), from the schema")
+    distance: Optional[float] = Field(description="TFDV's measured distance; null if "
+                                                  "nothing was measured")
+    threshold: float
+    skewed: bool
+    description: Optional[str] = None
+
+
+class SkewOut(BaseModel):
+    status: str = Field(description="no_skew | skew | too_few_rows | "
+                                    "no_training_statistics | disabled")
+    message: str
+    model: ModelRef = Field(description="the live version, whose training statistics "
+                                        "the window is compared with")
+    rows_in_window: int
+    window_size: int
+    min_rows: int
+    rows_by_version: Dict[str, int] = Field(
+        description="rows of the window per version that answered them")
+    skewed_features: List[str]
+    features: List[FeatureSkewOut]
+    training_statistics: Optional[Dict[str, Any]] = Field(
+        None, description="where the version's training statistics came from (push metadata)")
+
+
 class Health(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
     status: str

@@ -156,6 +156,9 @@ class TFServingBackend(Backend):
                 serving_dir.version_path(self._model_dir, version))
         return self._vocabularies[version].get(key)
 
+    def version_dir(self, version: int) -> Optional[str]:
+        return serving_dir.version_path(self._model_dir, version) if self._model_dir else None
+
     def metadata(self, version: int) -> Optional[Dict[str, Any]]:
         if not self._model_dir:
             return None

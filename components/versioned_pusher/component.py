@@ -33,6 +33,10 @@ class VersionedPusherSpec(ComponentSpec):
             type=standard_artifacts.ModelEvaluation, optional=True),
         pusher_executor.EXAMPLES_KEY: ChannelParameter(
             type=standard_artifacts.Examples, optional=True),
+        pusher_executor.STATISTICS_KEY: ChannelParameter(
+            type=standard_artifacts.ExampleStatistics, optional=True),
+        pusher_executor.SCHEMA_KEY: ChannelParameter(
+            type=standard_artifacts.Schema, optional=True),
     }
     OUTPUTS = {
         pusher_executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
@@ -58,6 +62,8 @@ class VersionedPusher(base_component.BaseComponent):
         examples=None,
         server_model_base_path: Optional[str] = None,
         keep_versions: int = 0,
+        statistics=None,
+        schema=None,
         model_run=None,
         mlflow_tracking_uri=None,
         mlflow_params: Optional[str] = None,
@@ -71,6 +77,9 @@ class VersionedPusher(base_component.BaseComponent):
           examples: the Examples the model was evaluated on (spans recorded).
           server_model_base_path: the model directory as the server sees it,
             for models.config; defaults to `<serving_base>/<model_name>`.
+          statistics: StatisticsGen's output; its train split is shipped in
+            the version (`assets.extra/`) for the service's skew check.
+          schema: the curated schema, shipped beside it (skew thresholds).
           model_run: the Trainer's ModelRun (hyperparameters.json, for MLflow).
           mlflow_tracking_uri: MLflow tracking URI (str or RuntimeParameter);
             ""/None = no tracking (components/experiment_tracking/pusher.py).
@@ -81,6 +90,8 @@ class VersionedPusher(base_component.BaseComponent):
             model_blessing=model_blessing,
             evaluation=evaluation,
             examples=examples,
+            statistics=statistics,
+            schema=schema,
             serving_base=serving_base,
             model_name=model_name,
             server_model_base_path=server_model_base_path,

@@ -7,7 +7,8 @@ from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
-from tfx.utils import path_utils
+from tfx.dsl.io import fileio
+from tfx.utils import io_utils, path_utils
 
 from components import evaluation_results
 from components.artifact_uris import remote_uri
@@ -18,6 +19,9 @@ MODEL_KEY = "model"
 MODEL_BLESSING_KEY = "model_blessing"
 EVALUATION_KEY = "evaluation"
 EXAMPLES_KEY = "examples"
+STATISTICS_KEY = "statistics"  # optional: StatisticsGen's output, shipped for skew
+SCHEMA_KEY = "schema"  # optional: the curated schema, shipped for skew
+TRAINING_STATISTICS_SPLIT = "train"
 PUSHED_MODEL_KEY = "pushed_model"
 SERVING_BASE_KEY = "serving_base"
 MODEL_NAME_KEY = "model_name"
@@ -66,13 +70,15 @@ class Executor(base_executor.BaseExecutor):
                 tracker=tracker, input_dict=input_dict, outcome="already_pushed")
 
         metadata = self._metadata(input_dict, model, blessing)
+        extra_files = _skew_files(input_dict, metadata)
         if tracker is not None:
             # The MLflow run exists before the rename, so push_metadata.json
             # names it; a tracking failure is recorded there, never blocks the push.
             tracker.start(input_dict, blessed=True)
             metadata["mlflow"] = tracker.metadata()
         try:
-            target = serving_dir.publish_version(source_dir, model_dir, metadata)
+            target = serving_dir.publish_version(source_dir, model_dir, metadata,
+                                                 extra_files=extra_files)
         except Exception as error:
             if tracker is not None:
                 tracker.not_pushed(f"push failed: {type(error).__name__}: {error}", "failed")
@@ -133,6 +139,37 @@ class Executor(base_executor.BaseExecutor):
                 for e in examples
             ]
         return metadata
+
+
+def _skew_files(input_dict, metadata: dict) -> Dict[str, str]:
+    """{file inside the version: source} of the training statistics and schema, if given.
+
+    The prediction service compares its requests with these (training/serving
+    skew, serving/skew.py); they travel inside the version directory so the
+    service needs no path to the pipeline's artifacts. Also records their
+    origin in `metadata`.
+    """
+    files = {}
+    statistics = input_dict.get(STATISTICS_KEY) or []
+    if statistics:
+        stats = statistics[0]
+        path = os.path.join(stats.uri, f"Split-{TRAINING_STATISTICS_SPLIT}", "FeatureStats.pb")
+        if not fileio.exists(path):
+            splits = artifact_utils.decode_split_names(stats.split_names or "[]")
+            raise FileNotFoundError(
+                f"The statistics input has no {TRAINING_STATISTICS_SPLIT!r} split ({path} missing; "
+                f"splits: {', '.join(splits) or 'none recorded'}); nothing pushed.")
+        files[serving_dir.TRAINING_STATISTICS_FILE] = path
+        # No span here: StatisticsGen leaves its span property 0 (the
+        # Examples carry it; the metadata's `data` lists the spans).
+        metadata["training_statistics"] = {
+            "file": serving_dir.TRAINING_STATISTICS_FILE, "split": TRAINING_STATISTICS_SPLIT,
+            "uri": remote_uri(stats)}
+    schemas = input_dict.get(SCHEMA_KEY) or []
+    if schemas:
+        files[serving_dir.SCHEMA_FILE] = io_utils.get_only_uri_in_dir(schemas[0].uri)
+        metadata["schema"] = {"file": serving_dir.SCHEMA_FILE, "uri": remote_uri(schemas[0])}
+    return files
 
 
 def _pipeline_name(context) -> str:

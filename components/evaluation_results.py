@@ -14,6 +14,8 @@ from typing import Dict, List, Optional
 import tensorflow_model_analysis as tfma
 from tfx.dsl.io import fileio
 
+from components.naive_baselines import gate as naive_gate
+
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 EXAMPLE_COUNT = "example_count"
@@ -110,6 +112,10 @@ class EvaluationSummary:
       eval_examples: the candidate's eval example count (None: not computed).
       slice_gates: the per-station gates (None: an evaluation without them).
       warnings: failing slices that did not refuse the blessing (WARN mode).
+      naive_baselines: the naive baselines and the margin-over-persistence
+        judgement BaselineAwareEvaluator recorded (components/naive_baselines/
+        gate.py: status, message, margin, candidate/persistence AUC,
+        "baselines"); None: evaluated without naive baselines.
     """
 
     metrics: Dict[str, Dict[str, float]]
@@ -121,6 +127,7 @@ class EvaluationSummary:
     eval_examples: Optional[int] = None
     slice_gates: Optional[SliceGates] = None
     warnings: List[str] = dataclasses.field(default_factory=list)
+    naive_baselines: Optional[dict] = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -383,6 +390,10 @@ def summarize(evaluation_uri: str) -> EvaluationSummary:
                       or validation.missing_cross_slices)
     # TFMA refused only for gated slices, each one waived: too small, or WARN.
     waived_only = gated_failure_seen and not failures and not incomplete
+    # The margin over persistence, judged after TFMA by BaselineAwareEvaluator.
+    naive_record = naive_gate.read_record(evaluation_uri)
+    if naive_gate.refuses(naive_record):
+        failures.append(REFUSED + naive_record["message"])
     metrics = overall_metrics(evaluation_uri)
     candidate = metrics.get(CANDIDATE, {})
     undefined = undefined_metrics(candidate)
@@ -394,13 +405,15 @@ def summarize(evaluation_uri: str) -> EvaluationSummary:
         metrics=metrics,
         thresholds=configured_thresholds(evaluation_uri),
         # Never blessed on an undefined metric, even with an old eval config.
-        blessed=(bool(validation.validation_ok) or waived_only) and not undefined,
+        blessed=((bool(validation.validation_ok) or waived_only) and not undefined
+                 and not naive_gate.refuses(naive_record)),
         failures=failures,
         has_baseline=BASELINE in metrics,
         undefined=undefined,
         eval_examples=None if count is None else int(count),
         slice_gates=gates,
         warnings=warnings,
+        naive_baselines=naive_record,
     )
 
 

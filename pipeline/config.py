@@ -67,6 +67,11 @@ class BlessingThresholds:
       slice_gates: what a station slice below its floor (or of one class,
         AUC undefined) does: "block" refuses the blessing, "warn" only
         reports it, "off" checks no station slice.
+      min_margin_over_persistence: how far above the persistence baseline's
+        eval AUC ("rain tomorrow if it rained today",
+        components/naive_baselines) the candidate's overall AUC must be to
+        be blessed; negative lets it be that much below; None ("off"): the
+        naive baselines are reported only.
     """
 
     min_auc: float = 0.65
@@ -75,6 +80,7 @@ class BlessingThresholds:
     min_slice_auc: Optional[float] = None
     min_slice_size: int = 50
     slice_gates: str = "block"
+    min_margin_over_persistence: Optional[float] = 0.0
 
     def __post_init__(self):
         if self.slice_gates not in SLICE_GATE_MODES:

@@ -9,6 +9,7 @@ from components.data_validation.component import AnomalyGate
 from components.data_validation.drift import DriftValidator
 from components.experiment_tracking.pusher import settings_params as mlflow_settings_params
 from components.parquet_example_gen.component import parquet_example_gen
+from components.naive_baselines.component import NaiveBaselines
 from components.serving_baseline.component import BaselineAwareEvaluator, ServedBaseline
 from components.versioned_pusher.component import VersionedPusher
 from pipeline import node_ids
@@ -129,17 +130,28 @@ def create_pipeline(
         serving_base=config.serving_base,
         model_name=config.model_name,
     ).with_id(node_ids.BASELINE_MODEL)
+    # Persistence, climatology and a linear model on the Evaluator's examples
+    # (components/naive_baselines): reported beside the candidate, and the
+    # Evaluator refuses a candidate below persistence + the margin.
+    naive_baselines = NaiveBaselines(
+        examples=training_examples, seed=config.training.seed,
+    ).with_id(node_ids.NAIVE_BASELINES)
+    # Like Transform: data with anomalies stops it too.
+    naive_baselines.add_upstream_node(anomaly_gate)
     evaluator = BaselineAwareEvaluator(
         examples=training_examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=create_eval_config(config.thresholds),
+        naive_baselines=naive_baselines.outputs["baselines"],
+        min_margin_over_persistence=config.thresholds.min_margin_over_persistence,
     ).with_id(node_ids.EVALUATOR)
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         evaluation=evaluator.outputs["evaluation"],
         examples=training_examples,
+        naive_baselines=naive_baselines.outputs["baselines"],
         # Shipped inside the version (assets.extra/) for the prediction
         # service's training/serving skew check (serving/skew.py).
         statistics=statistics_gen.outputs["statistics"],
@@ -167,6 +179,7 @@ def create_pipeline(
         *([tuner] if tuner else []),
         trainer,
         baseline,
+        naive_baselines,
         evaluator,
         pusher,
     ]

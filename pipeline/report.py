@@ -10,6 +10,7 @@ import os
 from typing import Dict, List, Optional
 
 from components import evaluation_results
+from components.naive_baselines import reporting as naive_reporting
 from pipeline.run_summary import RunSummary
 
 _CSS = """
@@ -168,6 +169,7 @@ def _evaluation(summary: RunSummary, sliced: List[dict]) -> str:
              f"<p>Train/eval gap: {_esc(train_eval_gap(summary))}</p>",
              _table(["metric", "candidate", "baseline", "min value", "max decrease vs baseline"], rows, 1),
              metrics_svg(candidate, baseline, evaluation.thresholds),
+             naive_reporting.report_html(evaluation, summary.naive_baselines, sliced),
              _slice_gates(evaluation)]
     if sliced:
         sliced = sorted(sliced, key=_slice_order)

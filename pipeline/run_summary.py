@@ -14,6 +14,8 @@ from components import evaluation_results
 from components.data_validation import drift
 from components.data_validation.anomalies import AnomalyRow, load_anomaly_rows
 from components.parquet_example_gen import executor as example_gen_executor
+from components.naive_baselines import artifacts as naive_artifacts
+from components.naive_baselines import reporting as naive_reporting
 from components.serving_baseline import properties as baseline_properties
 from components.versioned_pusher import executor as pusher_executor
 from pipeline import node_ids
@@ -74,6 +76,9 @@ class RunSummary:
     # How ExampleGen split train/eval (time: each station's cutoff), as
     # recorded on its Examples artifact; None when ExampleGen did not say.
     split_note: Optional[str] = None
+    # The NaiveBaselines task's baselines.json (components/naive_baselines):
+    # persistence, climatology and linear AUCs on the eval split.
+    naive_baselines: Optional[dict] = None
 
     def status_of(self, node_id: str) -> Optional[str]:
         return next((c.status for c in self.components if c.node_id == node_id), None)
@@ -167,6 +172,11 @@ def _read_outputs(store, execution, summary: RunSummary, node_id: str = "") -> N
                 artifact.uri, "best_hyperparameters.txt", {}).get("values")
         elif kind == "TunerResults":
             summary.tuning_trials = _read_json(artifact.uri, "tuner_results.json", None)
+        elif kind == naive_artifacts.NaiveBaselineMetrics.TYPE_NAME:
+            try:
+                summary.naive_baselines = naive_artifacts.read_baselines(artifact.uri)
+            except ValueError:  # a summary never fails on one unreadable artifact
+                summary.naive_baselines = None
         elif kind == "ModelRun":
             summary.train_metrics = evaluation_results.keras_train_metrics(artifact.uri)
         elif kind == "ModelEvaluation":
@@ -278,6 +288,7 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
         lines.append(text)
     lines.append(f"Eval examples: {eval_size(evaluation)}")
     lines.append(f"Train/eval gap: {train_eval_gap(summary)}")
+    lines.extend(naive_reporting.summary_lines(evaluation, summary.naive_baselines))
     lines.extend(format_slice_gates(evaluation))
     compared = ""
     if evaluation.has_baseline:

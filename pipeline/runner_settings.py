@@ -92,6 +92,13 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
                        default=_THRESHOLD_DEFAULTS.min_slice_size,
                        help="fewest eval examples a station slice needs to be gated; smaller "
                             "slices are reported as too small to gate")
+    group.add_argument("--min-margin-over-persistence", type=persistence_margin,
+                       default=_THRESHOLD_DEFAULTS.min_margin_over_persistence,
+                       help="the candidate's overall eval AUC must be >= the persistence "
+                            "baseline's ('rain tomorrow if it rained today') + this margin to be "
+                            "blessed; negative: may be that much below; 'off': the naive "
+                            "baselines are reported only (default 0.0: at least as good as "
+                            "persistence; docs/slice_gates.md)")
     group = parser.add_argument_group("experiment tracking")
     group.add_argument("--mlflow-tracking-uri", default=None, metavar="URI",
                        help="MLflow tracking URI the pusher logs every run to and registers "
@@ -150,6 +157,17 @@ def auc_floor(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(
             f"{value:g}: an AUC lies in [0, 1], so the floor must be > 0 and <= 1")
+    return value
+
+
+def persistence_margin(text: str) -> Optional[float]:
+    """A margin over the persistence baseline's AUC in [-1, 1], or 'off' (None)."""
+    if str(text).strip().lower() == "off":
+        return None
+    value = _number(text, float)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{value:g}: an AUC difference lies in [-1, 1] (or give 'off')")
     return value
 
 
@@ -263,6 +281,9 @@ def pipeline_config_from_flags(
             min_slice_auc=getattr(flags, "min_slice_auc", _THRESHOLD_DEFAULTS.min_slice_auc),
             min_slice_size=getattr(flags, "min_slice_size", _THRESHOLD_DEFAULTS.min_slice_size),
             slice_gates=getattr(flags, "slice_gates", _THRESHOLD_DEFAULTS.slice_gates),
+            min_margin_over_persistence=getattr(
+                flags, "min_margin_over_persistence",
+                _THRESHOLD_DEFAULTS.min_margin_over_persistence),
         ),
         beam_pipeline_args=tuple(beam_args(flags.beam_workers, tuple(flags.beam_arg))),
         enable_cache=not flags.no_cache,

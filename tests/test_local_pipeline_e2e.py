@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 PIPELINE_NODES = (
     "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
     "DriftValidator", "AnomalyGate", "Transform", "Trainer", "BaselineModel", "Evaluator", "Pusher",
+    "NaiveBaselines",
 )
 
 
@@ -194,3 +195,22 @@ def test_anomalous_run_says_which_step_failed(pipeline_runs):
     assert steps["AnomalyGate"] == "FAILED"
     assert "Transform" not in steps
     assert "Pipeline stopped: " in anomalous.stderr and "Traceback" not in anomalous.stderr
+
+
+def test_default_run_shows_the_naive_baselines_beside_the_candidate(pipeline_runs):
+    """Issue #14: persistence, climatology and linear beside the candidate, everywhere."""
+    first = pipeline_runs.first
+    baselines = first.summary.naive_baselines
+    assert baselines["eval_examples"] == first.summary.evaluation.eval_examples
+    aucs = {name: baselines["baselines"][name]["auc"] for name in ("persistence", "climatology", "linear")}
+    assert all(0.5 < auc < 1 for auc in aucs.values()), aucs
+    candidate = first.summary.evaluation.metrics["candidate"]["auc"]
+    assert (f"  Candidate AUC {candidate:.4f} | persistence {aucs['persistence']:.4f} | "
+            f"climatology {aucs['climatology']:.4f} | linear {aucs['linear']:.4f}") in first.stdout
+    # The default margin is 0: the pushed candidate beat persistence, and says so.
+    assert candidate >= aucs["persistence"]
+    assert (f"Margin over persistence: passed: candidate AUC {candidate:.4f} >= persistence AUC "
+            f"{aucs['persistence']:.4f} + margin 0 = ") in first.stdout
+    metadata = json.load(open(os.path.join(first.summary.pushed_destination, "push_metadata.json")))
+    assert metadata["naive_baselines"]["baselines"] == baselines["baselines"]
+    assert metadata["naive_baselines"]["margin_over_persistence"]["status"] == "passed"

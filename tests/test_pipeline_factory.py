@@ -21,7 +21,7 @@ def test_default_graph_reads_latest_span_and_gates_transform_on_anomalies():
     assert sorted(component_ids(pipeline)) == sorted([
         "FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
         "AnomalyGate", "Transform", "Trainer", "BaselineModel",
-        "Evaluator", "Pusher",
+        "Evaluator", "Pusher", "NaiveBaselines",
     ])
     nodes = _by_id(pipeline)
     assert "AnomalyGate" in {n.id for n in nodes["Transform"].upstream_nodes}
@@ -38,6 +38,8 @@ def test_span_window_trains_on_resolved_spans():
     assert "FileBasedExampleGen" in {n.id for n in resolver.upstream_nodes}
     for consumer in ("Transform", "Evaluator", "Pusher"):
         assert nodes[consumer].inputs["examples"].producer_component_id == "SpanWindowResolver"
+    # The naive baselines read the Evaluator's examples (components/naive_baselines).
+    assert nodes["NaiveBaselines"].inputs["examples"].producer_component_id == "SpanWindowResolver"
     # New data is still validated span by span.
     assert nodes["StatisticsGen"].inputs["examples"].producer_component_id == "FileBasedExampleGen"
 

@@ -21,11 +21,16 @@ from tfx.utils import io_utils, path_utils
 
 from components import evaluation_results
 from components.artifact_uris import remote_uri
+from components.naive_baselines import artifacts as naive_artifacts
+from components.naive_baselines import gate as naive_gate
 from components.serving_baseline.properties import (
     BASELINE_FOUND, BASELINE_MODEL_URI, BASELINE_SOURCE, BASELINE_VERSION)
 from serving import model_dir as serving_dir
 
 CANDIDATE_KEY = "candidate"
+# BaselineAwareEvaluator's extra input and parameter (components/naive_baselines/gate.py).
+NAIVE_BASELINES_KEY = "naive_baselines"
+MIN_MARGIN_KEY = "min_margin_over_persistence"
 BASELINE_KEY = "model"
 SERVING_BASE_KEY = "serving_base"
 NO_BASELINE_FILE = "NO_BASELINE"
@@ -103,6 +108,12 @@ class EvaluatorExecutor(evaluator_executor.Executor):
     station slice too small to gate (or, with --slice-gates warn, on any
     station slice) do not refuse it, and an undefined overall metric always
     does. The run summary, the report and the pusher read the same verdict.
+
+    With `naive_baselines` (a NaiveBaselineMetrics artifact) the candidate's
+    overall AUC is also compared with persistence's: below persistence's AUC
+    + `min_margin_over_persistence` it is not blessed (no margin: reported
+    only). The judgement is recorded beside TFMA's results
+    (components/naive_baselines/gate.py), where `summarize` finds it.
     """
 
     def Do(
@@ -111,6 +122,11 @@ class EvaluatorExecutor(evaluator_executor.Executor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
+        naive_baselines = input_dict.get(NAIVE_BASELINES_KEY) or []
+        margin = exec_properties.get(MIN_MARGIN_KEY)
+        # TFX's executor sees exactly the Evaluator's own inputs and parameters.
+        input_dict = {k: v for k, v in input_dict.items() if k != NAIVE_BASELINES_KEY}
+        exec_properties = {k: v for k, v in exec_properties.items() if k != MIN_MARGIN_KEY}
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
         if baselines and not all(has_saved_model(b) for b in baselines):
@@ -120,8 +136,34 @@ class EvaluatorExecutor(evaluator_executor.Executor):
         super().Do(input_dict, output_dict, exec_properties)
         blessings = output_dict.get(standard_component_specs.BLESSING_KEY) or []
         evaluations = output_dict.get(standard_component_specs.EVALUATION_KEY) or []
+        if evaluations and naive_baselines:
+            record_naive_baseline_gate(naive_baselines[0].uri, evaluations[0].uri, margin)
         if blessings and evaluations and blessings[0].has_custom_property(BLESSED_PROPERTY):
             apply_verdict(blessings[0], evaluations[0].uri)
+
+
+def record_naive_baseline_gate(baselines_uri: str, evaluation_uri: str,
+                               margin: Optional[float]) -> dict:
+    """Judges the candidate against persistence and records it beside TFMA's results.
+
+    Raises:
+      ValueError: the NaiveBaselineMetrics artifact holds no (valid) baselines.json.
+    """
+    data = naive_artifacts.read_baselines(baselines_uri)
+    if data is None:
+        raise ValueError(f"The naive baselines input at {baselines_uri} holds no "
+                         f"{naive_artifacts.BASELINES_FILE}: cannot compare the candidate with "
+                         "persistence (did the NaiveBaselines task fail?)")
+    candidate = evaluation_results.overall_metrics(evaluation_uri).get(evaluation_results.CANDIDATE, {})
+    undefined = evaluation_results.undefined_metrics(candidate)
+    auc = None if evaluation_results.AUC in undefined else candidate.get(evaluation_results.AUC)
+    record = naive_gate.judge(data, auc, None if margin is None else float(margin),
+                              candidate_note=undefined.get(evaluation_results.AUC))
+    naive_gate.write_record(evaluation_uri, record)
+    logging.info("Naive baselines: %s", naive_gate.comparison_line(auc, data))
+    log = logging.warning if record["status"] in (naive_gate.FAILED, naive_gate.NOT_APPLIED) else logging.info
+    log("Margin over persistence: %s: %s", record["status"], record["message"])
+    return record
 
 
 BLESSED_PROPERTY = evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY

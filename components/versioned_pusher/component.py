@@ -13,6 +13,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from tfx import types
 
 from components.experiment_tracking import pusher as push_tracking
+from components.naive_baselines.artifacts import NaiveBaselineMetrics
 from components.versioned_pusher import executor as pusher_executor
 
 
@@ -44,6 +45,9 @@ class VersionedPusherSpec(ComponentSpec):
     # The Trainer's ModelRun: its hyperparameters.json is logged to MLflow.
     INPUTS[push_tracking.MODEL_RUN_KEY] = ChannelParameter(
         type=standard_artifacts.ModelRun, optional=True)
+    # NaiveBaselines' output: recorded in push_metadata.json beside the metrics.
+    INPUTS[pusher_executor.NAIVE_BASELINES_KEY] = ChannelParameter(
+        type=NaiveBaselineMetrics, optional=True)
 
 
 class VersionedPusher(base_component.BaseComponent):
@@ -65,6 +69,7 @@ class VersionedPusher(base_component.BaseComponent):
         statistics=None,
         schema=None,
         model_run=None,
+        naive_baselines=None,
         mlflow_tracking_uri=None,
         mlflow_params: Optional[str] = None,
     ):
@@ -81,6 +86,7 @@ class VersionedPusher(base_component.BaseComponent):
             the version (`assets.extra/`) for the service's skew check.
           schema: the curated schema, shipped beside it (skew thresholds).
           model_run: the Trainer's ModelRun (hyperparameters.json, for MLflow).
+          naive_baselines: NaiveBaselines' output, recorded in push_metadata.json.
           mlflow_tracking_uri: MLflow tracking URI (str or RuntimeParameter);
             ""/None = no tracking (components/experiment_tracking/pusher.py).
           mlflow_params: JSON of the run's settings, logged as MLflow params.
@@ -90,6 +96,8 @@ class VersionedPusher(base_component.BaseComponent):
             model_blessing=model_blessing,
             evaluation=evaluation,
             examples=examples,
+            **({pusher_executor.NAIVE_BASELINES_KEY: naive_baselines}
+               if naive_baselines is not None else {}),
             statistics=statistics,
             schema=schema,
             serving_base=serving_base,

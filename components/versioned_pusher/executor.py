@@ -12,6 +12,7 @@ from tfx.utils import io_utils, path_utils
 
 from components import evaluation_results
 from components.artifact_uris import remote_uri
+from components.naive_baselines import reporting as naive_reporting
 from components.experiment_tracking import pusher as push_tracking
 from serving import model_dir as serving_dir
 
@@ -19,6 +20,7 @@ MODEL_KEY = "model"
 MODEL_BLESSING_KEY = "model_blessing"
 EVALUATION_KEY = "evaluation"
 EXAMPLES_KEY = "examples"
+NAIVE_BASELINES_KEY = "naive_baselines"  # optional: NaiveBaselines' output, recorded
 STATISTICS_KEY = "statistics"  # optional: StatisticsGen's output, shipped for skew
 SCHEMA_KEY = "schema"  # optional: the curated schema, shipped for skew
 TRAINING_STATISTICS_SPLIT = "train"
@@ -128,6 +130,11 @@ class Executor(base_executor.BaseExecutor):
                 thresholds=summary.thresholds,
                 blessed_against_baseline=summary.has_baseline,
             )
+        naive_baselines = input_dict.get(NAIVE_BASELINES_KEY) or []
+        if naive_baselines:
+            # Persistence, climatology and linear beside the candidate's AUC.
+            metadata[naive_reporting.PUSH_METADATA_KEY] = naive_reporting.push_metadata(
+                naive_baselines[0].uri, summary if evaluations else None)
         examples = input_dict.get(EXAMPLES_KEY) or []
         if examples:
             metadata["data"] = [

@@ -215,6 +215,10 @@ def markdown(results: Dict[str, Any]) -> str:
         "- The validation AUC is Keras' (streaming, 200 thresholds) over `eval_steps` batches of "
         "the repeating eval split; the Evaluator's AUC is TFMA's over the whole eval split, so the "
         "two differ a little.",
+        "- The search selects on the eval split, the same split the Evaluator then scores the "
+        "tuned model on, so the tuned model's eval AUC is optimistic by an amount not measured "
+        "here (there is no third, held-out split).",
+        "- Seconds depend on the load of this shared machine (see the load average above).",
         "",
     ]
     return "\n".join(lines)

@@ -250,12 +250,16 @@ def _summary(pusher_status="COMPLETE", mlflow_run_id=""):
         anomalies=[], mlflow_run_id=mlflow_run_id)
 
 
-def test_the_runner_adds_durations_rows_and_the_report_to_the_pushers_run(tmp_path):
+def test_the_runner_adds_durations_rows_and_the_report_to_the_pushers_run(tmp_path, monkeypatch):
     from components.experiment_tracking import runner
 
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     uri = tracking.default_local_uri(str(tmp_path))
     run = tracking.start_run(uri, PIPELINE, "pusher's run")
     run.end()
+    assert list(work.iterdir()) == []  # no ./mlruns where the process happens to run
     report = tmp_path / "report.html"
     report.write_text("<html>run report</html>")
     curation = type("Curation", (), {"rows_in": 1461, "rows_written": 1459, "rows_quarantined": 2})

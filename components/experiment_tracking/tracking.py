@@ -89,6 +89,7 @@ def client(tracking_uri: str):
     path = sqlite_path(tracking_uri)
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _build_sqlite_store(tracking_uri)
     elif tracking_uri.startswith(("http://", "https://")):
         # MLflow's defaults retry an unreachable server for minutes (7 retries,
         # exponential backoff, 120 s timeouts); a pusher should give up sooner
@@ -96,6 +97,27 @@ def client(tracking_uri: str):
         for name, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _build_sqlite_store(tracking_uri: str) -> None:
+    """Builds (and caches, as MLflow does) the SQLite store with our artifact root.
+
+    MLflow 2.22 builds a SQLite store with the default artifact root
+    `./mlruns` and creates that directory in whatever the working directory
+    is (the repository, for `./scripts/run.sh`). MLflow caches the store per
+    URI, so building it once here, with the root beside the database, means
+    it never does. (That root is only the default experiment's; experiments
+    made here get their own, `experiment_id`.)
+    """
+    from mlflow.tracking._tracking_service import utils as service_utils
+
+    root = _path_uri(artifact_root_for(tracking_uri))
+    saved = service_utils.DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    service_utils.DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH = root
+    try:
+        service_utils._get_store(tracking_uri)
+    finally:
+        service_utils.DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH = saved
 
 
 def experiment_id(mlflow_client, tracking_uri: str, name: str) -> str:

@@ -513,3 +513,46 @@ def test_the_pipeline_feeds_the_evaluators_examples_to_naive_baselines():
     assert "min_margin_over_persistence" not in {
         k for k, v in evaluator.exec_properties.items() if v is not None}  # off: not gated
     assert "AnomalyGate" in {n.id for n in naive_node.upstream_nodes}  # anomalies stop it too
+
+
+def test_the_compiled_naive_baselines_task_runs_through_the_kubeflow_entrypoint(tmp_path, monkeypatch):
+    """The NaiveBaselines task of a compiled YAML, as KFP's driver and launcher give it
+    (tests/test_kubeflow_runner.py's in-process model): TFX's Kubeflow v2 entrypoint builds
+    the custom NaiveBaselineMetrics output from its schema title and writes baselines.json."""
+    import yaml
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
+
+    import kubeflow_runner
+    from pipeline.kubeflow import entrypoint as kfp_entrypoint
+    from tests.kfp_launcher import PodmanBackend, TaskResult
+    from tests.test_kubeflow_runner import IMAGE, _run_task_in_process, flags
+
+    path = str(tmp_path / "p.yaml")
+    assert kubeflow_runner.main(flags(path)) == 0
+    with open(path) as f:
+        spec_dict, platform = yaml.safe_load_all(f)
+    spec = json_format.ParseDict(spec_dict, pipeline_spec_pb2.PipelineSpec())
+    backend = PodmanBackend(spec, platform, IMAGE, str(tmp_path / "store"), {}, str(tmp_path), podman=None)
+    local_root = tmp_path / "pod"
+    monkeypatch.setenv(kfp_entrypoint.LOCAL_ROOT_ENV, str(local_root))
+    # ExampleGen's recorded output, its files where the launcher downloads them.
+    uri = backend.uri("run-1", "FileBasedExampleGen", "examples")
+    local = local_root / backend.pod_path(uri).lstrip("/")
+    examples = write_examples(str(local), {"train": [_record(*r[:5], r[5]) for r in TRAIN_ROWS],
+                                           "eval": [_record(*r[:5], r[5]) for r in EVAL_ROWS]})
+    examples.uri = uri
+    runtime = json_format.MessageToDict(kubeflow_v2_entrypoint_utils.to_runtime_artifact(examples, {}))
+    component = spec.components[spec.root.dag.tasks["FileBasedExampleGen"].component_ref.name]
+    results = {"FileBasedExampleGen": TaskResult("COMPLETE", {"examples": {
+        "name": "artifacts/run-1-examples", "uri": uri, "metadata": runtime.get("metadata", {}),
+        "type": json_format.MessageToDict(component.output_definitions.artifacts["examples"].artifact_type)}})}
+    status, output = _run_task_in_process(backend, "NaiveBaselines", results, tmp_path)
+    assert status == "COMPLETE", output
+    (baselines,) = output["artifacts"]["baselines"]["artifacts"]
+    assert baselines["uri"] == backend.uri("run-1", "NaiveBaselines", "baselines")
+    written = local_root / backend.pod_path(baselines["uri"]).lstrip("/") / "baselines.json"
+    data = json.loads(written.read_text())
+    assert (data["train_examples"], data["eval_examples"]) == (6, 5)
+    assert data["baselines"]["persistence"]["auc"] == pytest.approx(3.5 / 6)

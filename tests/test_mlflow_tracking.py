@@ -85,8 +85,10 @@ def _inputs(work, model, blessing, evaluation, naive=True):
         baselines.uri = os.path.join(work, "naive")
         os.makedirs(baselines.uri, exist_ok=True)
         with open(os.path.join(baselines.uri, push_tracking.NAIVE_BASELINES_FILE), "w") as f:
-            json.dump({"baselines": {"persistence": {"auc": 0.714}, "climatology": {"auc": 0.61},
-                                     "linear": {"auc": 0.782}}}, f)
+            json.dump({"baselines": {
+                "persistence": {"auc": 0.714, "auc_note": None,
+                                "per_station": {"alpha": {"auc": 0.7, "examples": 300}}},
+                "climatology": {"auc": 0.61}, "linear": {"auc": 0.782}}}, f)
         inputs[push_tracking.NAIVE_BASELINES_KEY] = [baselines]
     return inputs
 
@@ -150,6 +152,7 @@ def test_a_push_is_a_run_with_params_metrics_tags_and_a_registered_version(evalu
     assert 0.65 < metrics["slice.station_beta.auc"] <= 1
     assert metrics["naive.persistence.auc"] == pytest.approx(0.714)
     assert metrics["naive.linear.auc"] == pytest.approx(0.782)
+    assert metrics["naive.persistence.station_alpha.auc"] == pytest.approx(0.7)
     assert metrics["blessed"] == 1 and metrics["pushed"] == 1
     artifacts = {a.path for a in client.list_artifacts(run_id, push_tracking.PUSH_ARTIFACTS)}
     assert {"push/push_metadata.json", "push/schema.pbtxt"} <= artifacts

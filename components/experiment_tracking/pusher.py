@@ -246,6 +246,11 @@ def run_metrics(input_dict, blessed: bool) -> dict:
             for metric, value in (values or {}).items():
                 if isinstance(value, (int, float)):
                     metrics[tracking.metric_name("naive", name, metric)] = value
+            # {"per_station": {station: {"auc", "examples"}}} (components/naive_baselines)
+            for station, numbers in ((values or {}).get("per_station") or {}).items():
+                auc = (numbers or {}).get("auc")
+                if isinstance(auc, (int, float)):
+                    metrics[tracking.metric_name("naive", name, f"station_{station}", "auc")] = auc
     return metrics
 
 

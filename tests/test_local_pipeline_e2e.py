@@ -205,7 +205,8 @@ def test_default_run_shows_the_naive_baselines_beside_the_candidate(pipeline_run
     aucs = {name: baselines["baselines"][name]["auc"] for name in ("persistence", "climatology", "linear")}
     assert all(0.5 < auc < 1 for auc in aucs.values()), aucs
     candidate = first.summary.evaluation.metrics["candidate"]["auc"]
-    assert (f"  Candidate AUC {candidate:.4f} | persistence {aucs['persistence']:.4f} | "
+    assert (f"Naive baselines ({baselines['eval_examples']} eval examples): Candidate AUC "
+            f"{candidate:.4f} | persistence {aucs['persistence']:.4f} | "
             f"climatology {aucs['climatology']:.4f} | linear {aucs['linear']:.4f}") in first.stdout
     # The default margin is 0: the pushed candidate beat persistence, and says so.
     assert candidate >= aucs["persistence"]

@@ -65,9 +65,8 @@ def summary_lines(evaluation, fallback: Optional[dict], sliced: Optional[List[di
         entry = data.get("baselines", {}).get(name) or {}
         if entry.get("auc") is None and entry.get("auc_note"):
             notes.append(f"  {name}: {entry['auc_note']}")
-    lines = [f"Naive baselines (eval split, {data.get('eval_examples', '?')} examples; "
-             f"climatology and linear fit on {data.get('train_examples', '?')} train examples):",
-             "  " + naive_gate.comparison_line(candidate_auc(evaluation), data)] + notes
+    lines = [f"Naive baselines ({data.get('eval_examples', '?')} eval examples): "
+             + naive_gate.comparison_line(candidate_auc(evaluation), data)] + notes
     rows = _table_rows(data, candidate_station_aucs(evaluation, sliced))
     if len(rows) > 1:
         lines.append(f"  {'station':<20}{'examples':>10}{'candidate':>11}"

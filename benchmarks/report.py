@@ -416,6 +416,7 @@ def devloop_summary(results: Dict[str, Any]) -> Dict[str, Any]:
     """Median/min/max of the repeated dev-loop runs (ok runs only)."""
     firsts = [m for m in _repeats(results, "devloop_first_") if m["status"] == "ok"]
     reruns = [m for m in _repeats(results, "devloop_rerun_") if m["status"] == "ok"]
+    cached = [m for m in _repeats(results, "devloop_cached_") if m["status"] == "ok"]
     steps: Dict[str, List[float]] = {}
     for m in firsts:
         for name, step in m.get("extra", {}).get("steps", {}).items():
@@ -423,6 +424,7 @@ def devloop_summary(results: Dict[str, Any]) -> Dict[str, Any]:
     return {
         "first": [m["seconds"] for m in firsts],
         "rerun": [m["seconds"] for m in reruns],
+        "cached": [m["seconds"] for m in cached],
         "first_cpu": [m.get("extra", {}).get("cpu_seconds") for m in firsts],
         "steps": steps,
         "console_lines": [m.get("extra", {}).get("screen_lines",
@@ -481,7 +483,9 @@ def devloop_section(results: Dict[str, Any]) -> List[str]:
              f"{_number(before['committed']['full_pipeline_rerun'])} s "
              f"({before['committed']['note']}); console: {before['console_lines']}.", "",
              f"After: first run {_spread(summary['first'])} s wall; unchanged re-run "
-             f"{_spread(summary['rerun'])} s wall; CPU (user+sys of the command and the children "
+             f"{_spread(summary['rerun'])} s wall (up to date: the last run's summary, nothing "
+             f"runs); with --force, every component a TFX cache hit, "
+             f"{_spread(summary['cached'])} s wall; CPU (user+sys of the command and the children "
              f"it waited for) of the first run {_spread(summary['first_cpu'])} s; 1-minute load at the starts "
              f"{', '.join(_number(v) for v in summary['load'] if v is not None)}; eval AUC "
              f"{', '.join(_number(v, 4) for v in summary['eval_auc'] if v is not None)}.", ""]

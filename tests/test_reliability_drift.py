@@ -378,12 +378,7 @@ def _validation_pipeline(runs_dir):
     config = _config(pipeline_root=os.path.join(runs_dir, "pipeline"),
                      curated_root=os.path.join(runs_dir, "data", CURATED_DIR),
                      serving_base=os.path.join(runs_dir, "serving"),
-                     drift_history_root=drift.history_root_for(os.path.join(runs_dir, "data")),
-                     # The hash split: each split holds both years of a span. Under the default
-                     # time split, span 2's train (Jan 2014-May 2015) against span 1's (Jan
-                     # 2012-May 2013) measures weather L-infinity 0.499 > 0.4 (the data's
-                     # labelling changes between the years; docs/reliability.md).
-                     split="hash")
+                     drift_history_root=drift.history_root_for(os.path.join(runs_dir, "data")))
     full = create_pipeline(config)
     keep = {node_ids.EXAMPLE_GEN, node_ids.STATISTICS_GEN, node_ids.SCHEMA_GEN,
             node_ids.EXAMPLE_VALIDATOR, node_ids.DRIFT_VALIDATOR, node_ids.ANOMALY_GATE}

@@ -71,6 +71,13 @@ def pipeline_artifacts(tmp_path_factory, curated):
     return statistics, schema_artifact
 
 
+def read_schema():
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    return text_format.Parse(open(SCHEMA_PATH).read(), schema_pb2.Schema())
+
+
 def push(work, export_dir, statistics=None, schema=None):
     """Runs VersionedPusher's executor on a blessed model; returns (model dir, version)."""
     model = standard_artifacts.Model()
@@ -227,10 +234,11 @@ def test_requests_from_the_training_distribution_show_no_skew(pushed, curated):
     for name, feature in features.items():
         assert feature["skewed"] is False
         assert 0 <= feature["distance"] < feature["threshold"], feature
+    # The schema's skew comparators, the drift gate's thresholds.
+    assert {name: (f["comparator"], f["threshold"]) for name, f in features.items()} == \
+        skew.skew_comparators(read_schema())
     assert features["temp_max"]["comparator"] == "jensen_shannon_divergence"
-    assert features["temp_max"]["threshold"] == 0.15
-    assert features["weather"] == dict(features["weather"], comparator="infinity_norm",
-                                       threshold=0.4)
+    assert features["weather"]["comparator"] == "infinity_norm"
     assert body["training_statistics"]["uri"].endswith("statistics")
 
 
@@ -247,10 +255,11 @@ def test_fifteen_degrees_warmer_requests_are_skewed_in_temp_max_and_temp_min(
     features = by_feature(body)
     for name in ("temp_max", "temp_min"):
         assert features[name]["skewed"] is True
-        assert features[name]["distance"] > features[name]["threshold"] == 0.15
+        assert features[name]["distance"] > features[name]["threshold"]
         assert "Jensen-Shannon divergence" in features[name]["description"]
     for name in ("precipitation", "wind", "temp_range", "weather"):
-        assert features[name]["skewed"] is False and features[name]["distance"] < 0.15
+        assert features[name]["skewed"] is False
+        assert features[name]["distance"] < features[name]["threshold"]
     assert f"against version {version}" in body["message"] and "temp_max 0." in body["message"]
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "skew against version" in warning.getMessage()

@@ -481,3 +481,33 @@ def test_a_local_run_leaves_a_run_and_a_registered_version_the_server_answers_fo
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_a_new_store_leaves_the_processs_logging_handlers_open_and_in_place(tmp_path):
+    """A new SQLite store runs Alembic's fileConfig, which closes every handler:
+    absl's would close its stream (the runner's log, a test's capture)."""
+    import io
+    import logging
+
+    from absl import logging as absl_logging
+
+    absl_handler = absl_logging.get_absl_handler()
+    python_handler = absl_handler.python_handler
+    stream, root_stream = io.StringIO(), io.StringIO()
+    root_handler = logging.StreamHandler(root_stream)
+    root = logging.getLogger()
+    saved_stream, saved_handlers, saved_level = python_handler.stream, list(root.handlers), root.level
+    python_handler.stream = stream
+    root.handlers[:] = [absl_handler, root_handler]
+    try:
+        tracking.client(f"sqlite:///{tmp_path}/fresh/mlflow.db")
+        assert os.path.exists(tmp_path / "fresh" / "mlflow.db")  # the migrations did run
+        assert not stream.closed and not root_stream.closed
+        assert root.handlers == [absl_handler, root_handler]
+        assert python_handler.stream is stream
+        logging.getLogger("tfx.test").warning("still logged")
+        assert "still logged" in root_stream.getvalue()
+    finally:
+        python_handler.stream = saved_stream
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)

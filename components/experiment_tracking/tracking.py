@@ -16,11 +16,12 @@ What lands where (names used by the pusher, the runner and the tests):
   metrics  `eval.auc`, `baseline.auc`, `slice.station_seattle.auc`, `naive.persistence.auc`
   tags     `tfx.pipeline_run_id` (the ML Metadata run id), `tf_serving_version`, ...
 """
+import contextlib
 import json
 import os
 import re
 import urllib.parse
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional
 
 OFF_VALUES = ("", "none", "off")
 
@@ -82,14 +83,46 @@ def artifact_root_for(tracking_uri: str) -> Optional[str]:
     return os.path.join(os.path.dirname(os.path.abspath(path)), "artifacts")
 
 
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Keeps the process's logging set-up as it was across MLflow's own.
+
+    Importing mlflow runs `logging.config.dictConfig`, and a new SQLite store
+    runs Alembic's migrations, whose env.py calls `logging.config.fileConfig`.
+    Both first *close every handler in the process* (`logging.shutdown`);
+    absl's handler then closes its stream when that stream is not the current
+    sys.stderr (under the runner's quiet console, or a test's capture, it is
+    not), and fileConfig also replaces the root logger's handlers (TFX's log
+    lines would go elsewhere). So: no handler is closed meanwhile, and the
+    root and absl loggers get their handlers and levels back afterwards.
+    MLflow's own `mlflow` logger keeps what MLflow configured.
+    """
+    import logging
+
+    kept = {name: (list(logger.handlers), logger.level)
+            for name, logger in (("", logging.getLogger()), ("absl", logging.getLogger("absl")))}
+    real_shutdown = logging.shutdown
+    logging.shutdown = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        logging.shutdown = real_shutdown
+        for name, (handlers, level) in kept.items():
+            logger = logging.getLogger(name or None)
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+
+
 def client(tracking_uri: str):
     """An MlflowClient for both tracking and registry at `tracking_uri`."""
-    import mlflow
+    with _logging_kept():
+        import mlflow
 
     path = sqlite_path(tracking_uri)
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        _build_sqlite_store(tracking_uri)
+        with _logging_kept():
+            _build_sqlite_store(tracking_uri)
     elif tracking_uri.startswith(("http://", "https://")):
         # MLflow's defaults retry an unreachable server for minutes (7 retries,
         # exponential backoff, 120 s timeouts); a pusher should give up sooner

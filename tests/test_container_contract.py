@@ -82,6 +82,8 @@ needs_podman = pytest.mark.skipif(
            "scripts/test.sh does when it runs as root)")
 
 
+MLFLOW_URI = f"sqlite:///{kf.DEFAULT_DATA_ROOT}/mlflow/mlflow.db"
+
 @pytest.fixture(scope="session")
 def image() -> str:
     containers.build_image()
@@ -245,10 +247,13 @@ def cluster_runs(image, compiled_package, tmp_path_factory) -> ClusterRuns:
     missing_raw = backend.run({"raw_data": f"{kf.DEFAULT_DATA_ROOT}/raw/missing-*.csv"},
                               backend=BACKENDS["2.0-2.2"])
     curated_after_missing_raw = bool(os.listdir(os.path.join(data, "curated")))
-    first = backend.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
-    unchanged = backend.run({"station": "seattle", "train_args": '{"num_steps": 300}'})
+    # MLflow for real inside the image: a SQLite store on the data volume
+    # (the run parameter; the compiled default is deploy/mlflow's server).
+    tracking = {"station": "seattle", "mlflow_tracking_uri": MLFLOW_URI}
+    first = backend.run({**tracking, "train_args": '{"num_steps": 300}'})
+    unchanged = backend.run({**tracking, "train_args": '{"num_steps": 300}'})
     # One training step: an essentially untrained candidate against the served model.
-    worse = backend.run({"station": "seattle", "train_args": '{"num_steps": 1}'})
+    worse = backend.run({**tracking, "train_args": '{"num_steps": 1}'})
     return ClusterRuns(backend, object_store, data, models, owners, missing_raw,
                        curated_after_missing_raw, first, unchanged, worse)
 
@@ -319,6 +324,16 @@ def test_first_run_pushes_with_object_store_uris(cluster_runs, compiled_package)
     assert metadata["data"][0]["uri"] == examples["uri"] and metadata["data"][0]["span"] == 1
     with open(os.path.join(cluster_runs.models, "models.config")) as f:
         assert 'base_path: "/models/rain_tomorrow"' in f.read()  # TF Serving's view of the volume
+    # The Pusher task logged to MLflow and registered the version (read back from the host).
+    from mlflow import MlflowClient
+
+    store = "sqlite:///" + os.path.join(cluster_runs.data, MLFLOW_URI.split(kf.DEFAULT_DATA_ROOT + "/")[1])
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    assert "error" not in metadata["mlflow"], metadata["mlflow"]
+    run = client.get_run(metadata["mlflow"]["run_id"])
+    assert run.data.metrics["pushed"] == 1 and run.data.metrics["eval.auc"] > 0.5
+    served = client.get_model_version_by_alias("rain_tomorrow", "serving")
+    assert served.tags["tf_serving_version"] == version and served.run_id == run.info.run_id
 
 
 @pytest.mark.image

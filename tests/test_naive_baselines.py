@@ -446,6 +446,38 @@ def test_an_undefined_persistence_auc_does_not_block_silently(refused, tmp_path)
         baseline_executor.record_naive_baseline_gate(str(empty), copy, 0.0)
 
 
+def test_several_stations_get_a_table_beside_the_candidates_station_aucs():
+    from components.naive_baselines import reporting
+
+    def entry(a, b):
+        return {"auc": 0.7, "auc_note": None, "per_station": {
+            "alpha": {"auc": a, "examples": 300}, "dry": {"auc": b, "examples": 80}}}
+
+    data = {"label": LABEL, "train_examples": 760, "eval_examples": 380, "baselines": {
+        "persistence": entry(0.71, None), "climatology": entry(0.62, None), "linear": entry(0.78, None)}}
+    gates = evaluation_results.SliceGates("block", 0.65, 50, [
+        evaluation_results.SliceGateResult("station", "alpha", 300, 0.8123, "passed", ""),
+        evaluation_results.SliceGateResult("station", "dry", 80, None, "undefined", "")])
+    evaluation = evaluation_results.EvaluationSummary(
+        metrics={"candidate": {"auc": 0.8}}, thresholds={}, blessed=True, failures=[],
+        has_baseline=False, slice_gates=gates)
+    lines = reporting.summary_lines(evaluation, data)
+    assert lines[0] == ("Naive baselines (380 eval examples): Candidate AUC 0.8000 | persistence 0.7000 | "
+                        "climatology 0.7000 | linear 0.7000")
+    assert lines[1].split() == ["station", "examples", "candidate", "persistence", "climatology", "linear"]
+    assert lines[2].split() == ["alpha", "300", "0.8123", "0.7100", "0.6200", "0.7800"]
+    assert lines[3].split() == ["dry", "80", "undefined", "undefined", "undefined", "undefined"]
+    # Without station slices (slice gates off, no sliced metrics) the candidate's is n/a.
+    evaluation.slice_gates = evaluation_results.SliceGates("off")
+    assert reporting.summary_lines(evaluation, data)[2].split()[2] == "n/a"
+    html = reporting.report_html(evaluation, data, sliced=[
+        {"slice": "station=alpha", "auc": 0.8123}, {"slice": "station=alpha, month=1", "auc": 0.5}])
+    row = next(r for r in html.split("<tr>") if r.startswith("<td>station alpha</td>"))
+    assert row == ('<td>station alpha</td><td class="num">300</td><td class="num">0.8123</td>'
+                   '<td class="num">0.7100</td><td class="num">0.6200</td><td class="num">0.7800</td></tr>')
+    assert '<td>station dry</td><td class="num">80</td><td class="num">n/a</td>' in html
+
+
 # --- flags and wiring -----------------------------------------------------------------
 
 

@@ -51,7 +51,9 @@ def _table_rows(data: dict, station_aucs: Dict[str, Optional[float]]) -> List[Li
         cells = [(entries.get(name) or {}).get("per_station", {}).get(station, {})
                  for name in naive.BASELINE_NAMES]
         examples = next((c.get("examples") for c in cells if c.get("examples") is not None), "?")
-        rows.append([station, examples, station_aucs.get(station)] + [c.get("auc") for c in cells])
+        # "n/a": the candidate's AUC of this station was not computed (no station slice).
+        candidate = station_aucs[station] if station in station_aucs else "n/a"
+        rows.append([station, examples, candidate] + [c.get("auc") for c in cells])
     return rows
 
 
@@ -72,7 +74,8 @@ def summary_lines(evaluation, fallback: Optional[dict], sliced: Optional[List[di
         lines.append(f"  {'station':<20}{'examples':>10}{'candidate':>11}"
                      + "".join(f"{name:>13}" for name in naive.BASELINE_NAMES))
         for station, examples, *aucs in rows:
-            lines.append(f"  {station:<20}{examples!s:>10}{naive.format_auc(aucs[0]):>11}"
+            candidate = aucs[0] if isinstance(aucs[0], str) else naive.format_auc(aucs[0])
+            lines.append(f"  {station:<20}{examples!s:>10}{candidate:>11}"
                          + "".join(f"{naive.format_auc(a):>13}" for a in aucs[1:]))
     record = getattr(evaluation, "naive_baselines", None) if evaluation is not None else None
     if record:

@@ -291,12 +291,29 @@ def test_the_run_summary_prints_the_chosen_values_and_the_best_validation_auc():
 
 @pytest.mark.slow
 def test_local_runner_with_tune_runs_the_tuner_end_to_end(tmp_path):
-    """`local_runner.py --tune --tune-trials 2` on the bundled data."""
-    from tests.pipeline_runs import run_once
+    """`python local_runner.py --tune --tune-trials 2` on the bundled data, in a fresh process."""
+    import re
+    import subprocess
+    import sys
+    from types import SimpleNamespace
 
-    run = run_once(str(tmp_path / "runs"), "--tune", "--tune-trials", "2")
-    assert run.exit_code == 0, run.stderr[-3000:]
-    summary = run.summary
+    from tfx import v1 as tfx
+
+    from pipeline.config import DEFAULT_PIPELINE_NAME
+    from pipeline.run_summary import collect_run_summary
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.run(
+        [sys.executable, "local_runner.py", "--runs-dir", str(tmp_path / "runs"), "--train-steps",
+         "400", "--eval-steps", "20", "--tune", "--tune-trials", "2"],
+        cwd=repo, capture_output=True, text=True, timeout=1800)
+    run = SimpleNamespace(stdout=process.stdout)
+    assert process.returncode == 0, (process.stdout + process.stderr)[-3000:]
+    announced = re.search(r"^Run (\S+) \(pid \d+\)$", process.stdout, re.MULTILINE)
+    summary = collect_run_summary(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(tmp_path / "runs" / "pipeline" / local_runner.METADATA_FILE)),
+        DEFAULT_PIPELINE_NAME, run_id=announced.group(1))
     assert summary.status_of(node_ids.TUNER) == "COMPLETE"
     assert summary.status_of(node_ids.TRAINER) == "COMPLETE"
     pipeline_root = os.path.join(str(tmp_path / "runs"), "pipeline")

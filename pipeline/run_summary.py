@@ -288,8 +288,9 @@ def _format_evaluation(summary: RunSummary) -> List[str]:
         lines.append(text)
     lines.append(f"Eval examples: {eval_size(evaluation)}")
     lines.append(f"Train/eval gap: {train_eval_gap(summary)}")
-    lines.extend(naive_reporting.summary_lines(evaluation, summary.naive_baselines))
     lines.extend(format_slice_gates(evaluation))
+    # After the station table (whose rows start with the station's name too).
+    lines.extend(naive_reporting.summary_lines(evaluation, summary.naive_baselines))
     compared = ""
     if evaluation.has_baseline:
         served = ("" if summary.baseline_version is None else

@@ -98,6 +98,8 @@ def render_report(summary: RunSummary, sliced: Optional[List[dict]] = None,
     sections.append("<h2>Components</h2>" + _table(
         ["component", "status", "seconds"],
         [[c.node_id, c.status, f"{c.seconds:.1f}"] for c in summary.components], numeric_from=2))
+    if summary.split_note:  # how ExampleGen split train/eval (components/parquet_example_gen)
+        sections.append(f"<h2>Train/eval split</h2><p>{_esc(summary.split_note)}</p>")
     sections.append("<h2>Data statistics</h2>" + (
         _table(["split", "feature", "examples", "missing", "mean / unique", "min", "max"],
                statistics, numeric_from=2) if statistics else "<p>No statistics for this run.</p>"))

@@ -23,6 +23,8 @@ def test_report_of_first_run_names_pushed_version_and_metrics(pipeline_runs, tmp
     for node in ("Transform", "Trainer", "Pusher"):
         assert f"<td>{node}</td>" in html
     assert not re.search(r"(src|href)=\"https?://", html), "report must be self-contained"
+    # The default time split, with the bundled station's cutoff.
+    assert "<h2>Train/eval split</h2><p>by time per station" in html and "seattle train &lt;= 20" in html
 
 
 def test_report_of_anomalous_run_says_why_nothing_was_pushed(pipeline_runs, tmp_path):

@@ -402,11 +402,13 @@ def run_pipeline(flags: argparse.Namespace, run_id: Optional[str] = None,
         return exit_code
     summary.cleanup = list(cleanup or [])
     _say()
-    _say(format_run_summary(summary))
+    # The step lines above gave each component's status and seconds (so does the report).
+    text = format_run_summary(summary, components=False)
+    _say(text)
     report = write_report(summary, os.path.join(flags.pipeline_root, REPORTS_DIR))
     _say(f"\nReport: {report}")
     _track_run(flags, summary, report, exit_code, curation, run_id)
-    _LAST_SUMMARY[:] = [*format_run_summary(summary).splitlines(), "", f"Report: {report}"]
+    _LAST_SUMMARY[:] = [*text.splitlines(), "", f"Report: {report}"]
     return exit_code
 
 
@@ -473,7 +475,9 @@ def _track_run(flags: argparse.Namespace, summary, report: Optional[str], exit_c
     logged = log_pipeline_run(mlflow_uri_flag(getattr(flags, "mlflow_tracking_uri", None)),
                               summary, report, exit_code, curation,
                               pipeline_name=flags.pipeline_name, pipeline_run_id=run_id)
-    if logged is not None:
+    # The summary's own MLflow line names the pusher's run; say more only when
+    # the runner had to start a run of its own or could not log.
+    if logged is not None and (logged.error or logged.created):
         (_complain if logged.error else _say)(logged.describe())
 
 

@@ -236,13 +236,18 @@ def _hp_text(value) -> str:
     return f"{value:.5g}" if isinstance(value, float) else str(value)
 
 
-def format_run_summary(summary: RunSummary) -> str:
-    """A plain-text report for the terminal."""
+def format_run_summary(summary: RunSummary, components: bool = True) -> str:
+    """A plain-text report for the terminal.
+
+    `components=False` leaves out the component/status/seconds table, for a
+    console that already showed one line per component as it ended.
+    """
     lines = [f"Pipeline {summary.pipeline_name}, run {summary.run_id}", ""]
-    lines.append(f"  {'component':<32}{'status':<10}{'seconds':>8}")
-    for c in summary.components:
-        lines.append(f"  {c.node_id:<32}{c.status:<10}{c.seconds:>8.1f}")
-    lines.append("")
+    if components:
+        lines.append(f"  {'component':<32}{'status':<10}{'seconds':>8}")
+        for c in summary.components:
+            lines.append(f"  {c.node_id:<32}{c.status:<10}{c.seconds:>8.1f}")
+        lines.append("")
     if summary.cleanup:
         lines.append("Clean-up at start:")
         lines += [f"  - {note}" for note in summary.cleanup]

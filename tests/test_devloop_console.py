@@ -182,3 +182,15 @@ def test_component_lines_come_from_the_local_dag_runner(tmp_path):
     from tfx.orchestration.portable import launcher
 
     assert local_dag_runner.launcher is launcher  # the wrapper is gone afterwards
+
+
+def test_console_summary_leaves_out_the_component_table_the_step_lines_gave():
+    """Issue #11: the default console fits one screen; the step lines already
+    said each component's status and seconds (the report keeps the table)."""
+    from pipeline.run_summary import ComponentRun, RunSummary, format_run_summary
+
+    summary = RunSummary("p", "r", [ComponentRun("Trainer", "COMPLETE", 4.0)])
+    full, short = format_run_summary(summary), format_run_summary(summary, components=False)
+    assert "  Trainer" in full and "status" in full
+    assert "Trainer" not in short and short.startswith("Pipeline p, run r")
+    assert len(full.splitlines()) - len(short.splitlines()) == 3  # header, row, blank

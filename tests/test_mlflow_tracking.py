@@ -429,7 +429,7 @@ def test_a_local_run_leaves_a_run_and_a_registered_version_the_server_answers_fo
                       r"\(alias serving\)$", proc.stdout, re.MULTILINE)
     assert found, proc.stdout[-3000:]
     run_id, version = found.groups()
-    assert f"MLflow: runner metrics and report added to run {run_id}" in proc.stdout
+    assert "MLflow: FAILED" not in proc.stdout + proc.stderr  # the runner's part is below
     uri = tracking.default_local_uri(str(runs_dir))
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     run = client.get_run(run_id)

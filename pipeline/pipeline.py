@@ -30,6 +30,7 @@ def create_pipeline(
     eval_args: Union[tfx.proto.EvalArgs, tfx.dsl.experimental.RuntimeParameter, None] = None,
     transform_statistics: bool = True,
     mlflow_tracking_uri: Union[str, tfx.dsl.experimental.RuntimeParameter, None] = None,
+    log_rejections: bool = False,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline: curated Parquet in, a pushed TF Serving version out.
 
@@ -53,6 +54,8 @@ def create_pipeline(
       mlflow_tracking_uri: the pusher's MLflow tracking URI, or a runtime
         parameter holding it (a Kubeflow run parameter); default
         `config.mlflow_tracking_uri` ("" = no tracking).
+      log_rejections: the AnomalyGate logs a FAILED MLflow run when it
+        rejects the data (Kubeflow, where no runner is there to do it).
 
     Returns:
       A `tfx.dsl.Pipeline`.
@@ -95,6 +98,9 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         **({"drift_anomalies": drift_validator.outputs["anomalies"]} if drift_validator else {}),
+        **({"mlflow_tracking_uri": (config.mlflow_tracking_uri if mlflow_tracking_uri is None
+                                    else mlflow_tracking_uri),
+            "pipeline_name": config.pipeline_name} if log_rejections else {}),
     ).with_id(node_ids.ANOMALY_GATE)
     transform = tfx.components.Transform(
         examples=training_examples,

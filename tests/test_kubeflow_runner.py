@@ -177,10 +177,13 @@ def test_runtime_parameters_feed_the_curation_and_trainer_tasks(spec):
                 for name, p in spec.root.dag.tasks[task].inputs.parameters.items()
                 if p.component_input_parameter}
 
-    assert bound(CURATION_TASK) == {"raw_data": "raw_data", "station": "station"}
+    # MLflow: the pusher's tracking URI is a run parameter too (issue #14); the
+    # curation task and the AnomalyGate log the runs they reject with it.
+    assert bound(CURATION_TASK) == {"raw_data": "raw_data", "station": "station",
+                                    "mlflow_tracking_uri": "mlflow_tracking_uri"}
     assert bound("Trainer") == {"train_args": "train_args", "eval_args": "eval_args"}
-    # MLflow: the pusher's tracking URI is a run parameter too (issue #14).
     assert bound("Pusher") == {"mlflow_tracking_uri": "mlflow_tracking_uri"}
+    assert bound(node_ids.ANOMALY_GATE) == {"mlflow_tracking_uri": "mlflow_tracking_uri"}
 
 
 def test_json_is_a_vertex_pipeline_job_with_the_same_graph(compiled):

@@ -30,11 +30,14 @@ def AnomalyGate(
         tfx.types.standard_artifacts.ExampleAnomalies] = None,
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples] = None,
     schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema] = None,
+    mlflow_tracking_uri: tfx.dsl.components.Parameter[str] = "",
+    pipeline_name: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     """Fails if any split of `anomalies` (or of `drift_anomalies`) has an anomaly.
 
     `examples` and `schema` (both, or neither) trace out-of-domain anomalies
-    to the examples' station and date.
+    to the examples' station and date. With `mlflow_tracking_uri` a rejection
+    is also an MLflow run (components/experiment_tracking/rejections.py).
     """
     rows = []
     sources = []
@@ -49,6 +52,12 @@ def AnomalyGate(
     if rows and examples is not None and schema is not None:
         rows = trace_rows(rows, examples.uri, load_schema(schema.uri))
     if rows:
+        # Kubeflow: this run never reaches the pusher's MLflow run (locally "" here:
+        # the runner logs rejected runs itself).
+        from components.experiment_tracking.rejections import log_rejection
+
+        log_rejection(mlflow_tracking_uri, pipeline_name, "AnomalyGate",
+                      f"{len(rows)} data anomalies", {"anomalies": len(rows)})
         raise DataAnomaliesError(
             f"Data validation found {len(rows)} anomalies in {', '.join(sources)}; "
             "stopping before Transform/Trainer/Pusher. Fix the data or review "

@@ -19,7 +19,7 @@ from tfx import v1 as tfx
 from components.spark_curation.cluster import parse_conf_json
 from components.spark_curation.inputs import DEFAULT_MAX_QUARANTINE_SHARE, pair_stations
 from components.spark_curation.job import (
-    MANIFEST_FILE, CurationResult, latest_span, run_curation, span_dir)
+    MANIFEST_FILE, CurationError, CurationResult, latest_span, run_curation, span_dir)
 
 
 def split_raw_data(raw_data: str) -> List[str]:
@@ -80,16 +80,26 @@ def SparkCuration(
     spark_conf: tfx.dsl.components.Parameter[str] = "",
     max_quarantine_share: tfx.dsl.components.Parameter[float] = DEFAULT_MAX_QUARANTINE_SHARE,
     station_from_filename: tfx.dsl.components.Parameter[int] = 0,
+    mlflow_tracking_uri: tfx.dsl.components.Parameter[str] = "",
+    pipeline_name: tfx.dsl.components.Parameter[str] = "",
 ) -> tfx.dsl.components.OutputDict(data_fingerprint=str):
     """Curates `raw_data` into a new span under `<output_dir>/curated/`.
 
     Returns the fingerprint of the data ExampleGen will read next (see
     `data_fingerprint`); on Kubeflow it is a parameter of ExampleGen's task,
     so that task's cache key changes exactly when the curated data does.
+    Rejected data (a CurationError) is also an MLflow run when
+    `mlflow_tracking_uri` is set (components/experiment_tracking/rejections.py).
     """
-    curate(raw_data, output_dir, station, spark_master, spark_conf,
-           max_quarantine_share=max_quarantine_share,
-           station_from_filename=bool(station_from_filename))
+    try:
+        curate(raw_data, output_dir, station, spark_master, spark_conf,
+               max_quarantine_share=max_quarantine_share,
+               station_from_filename=bool(station_from_filename))
+    except CurationError as error:
+        from components.experiment_tracking.rejections import log_rejection
+
+        log_rejection(mlflow_tracking_uri, pipeline_name, "SparkCuration", str(error))
+        raise
     return {"data_fingerprint": data_fingerprint(output_dir)}
 
 

@@ -45,6 +45,8 @@ def build_pipeline(settings: KubeflowSettings):
         spark_conf=settings.spark_conf,
         max_quarantine_share=settings.max_quarantine_share,
         station_from_filename=int(settings.station_from_filename),
+        mlflow_tracking_uri=parameters["mlflow_tracking_uri"],
+        pipeline_name=settings.pipeline.pipeline_name,
     ).with_id(node_ids.SPARK_CURATION)
     fingerprint = None
     if CURATED_FINGERPRINT_OUTPUT in curation.outputs:
@@ -58,6 +60,7 @@ def build_pipeline(settings: KubeflowSettings):
         eval_args=parameters["eval_args"],
         # The pusher's MLflow tracking URI, also a run parameter.
         mlflow_tracking_uri=parameters["mlflow_tracking_uri"],
+        log_rejections=True,
     )
 
 

@@ -291,6 +291,22 @@ def _may_have_unfinished_executions(path: str) -> bool:
     return count > 0
 
 
+def _may_have_incomplete_versions(model_dir: str) -> bool:
+    """False only when every integer version directory has the files of a complete push.
+
+    A look with `os` alone (saved_model.pb, variables/variables.index,
+    push_metadata.json), so a clean serving directory costs no TensorFlow
+    import; anything else runs `serving.model_dir.incomplete_reason`, the rule.
+    """
+    for name in os.listdir(model_dir):
+        path = os.path.join(model_dir, name)
+        if name.isdigit() and not all(
+                os.path.isfile(os.path.join(path, *parts)) for parts in
+                (("saved_model.pb",), ("variables", "variables.index"), ("push_metadata.json",))):
+            return True
+    return False
+
+
 def move_aside_broken_versions(flags: argparse.Namespace) -> List[str]:
     """Integer version directories TF Serving could not load, renamed to hidden names.
 
@@ -301,7 +317,7 @@ def move_aside_broken_versions(flags: argparse.Namespace) -> List[str]:
     pipeline's push_metadata.json is reported and left in place.
     """
     model_dir = os.path.join(flags.serving_base, flags.model_name)
-    if not os.path.isdir(model_dir):
+    if not os.path.isdir(model_dir) or not _may_have_incomplete_versions(model_dir):
         return []  # nothing to check; and TensorFlow (imported below) is not needed yet
     from serving import model_dir as serving_dir
 

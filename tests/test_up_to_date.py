@@ -4,6 +4,7 @@
 leaves a summary as the real one does; everything else is the runner's code.
 """
 import os
+import shutil
 from unittest import mock
 
 import pytest
@@ -128,3 +129,27 @@ def test_unfinished_prefilter_falls_back_to_the_full_check(tmp_path):
     path = tmp_path / "metadata.sqlite"
     path.write_bytes(b"not a database")
     assert local_runner._may_have_unfinished_executions(str(path)) is True
+
+
+def test_incomplete_version_prefilter_agrees_with_the_serving_rule(tmp_path):
+    """The os-only look that spares a clean serving directory the TensorFlow import
+    answers True for every version serving.model_dir calls incomplete."""
+    from serving import model_dir as serving_dir
+
+    model_dir = tmp_path / "m"
+    complete = model_dir / "1"
+    (complete / "variables").mkdir(parents=True)
+    (complete / "saved_model.pb").write_bytes(b"x")
+    (complete / "variables" / "variables.index").write_bytes(b"x")
+    (complete / "push_metadata.json").write_text('{"version": 1}')
+    (model_dir / ".rejected-7-x").mkdir()  # moved aside earlier: not a version
+    assert serving_dir.incomplete_reason(str(model_dir), 1) is None
+    assert local_runner._may_have_incomplete_versions(str(model_dir)) is False
+    broken = model_dir / "2"
+    for missing in ("saved_model.pb", "variables/variables.index", "push_metadata.json"):
+        shutil.rmtree(broken, ignore_errors=True)
+        shutil.copytree(complete, broken)
+        (broken / "push_metadata.json").write_text('{"version": 2}')
+        (broken / missing).unlink()
+        assert serving_dir.incomplete_reason(str(model_dir), 2) is not None, missing
+        assert local_runner._may_have_incomplete_versions(str(model_dir)) is True, missing

@@ -31,20 +31,14 @@ import os
 import sys
 from typing import Dict, Iterable, List, Optional
 
+from components.spark_curation.inputs import file_sha256
+
 RECORD_FILE = "last_run.json"
 CODE_DIRS = ("pipeline", "components", "models", "schema", "serving", "requirements")
 CODE_FILES = ("local_runner.py", "setup.py")
 CODE_SUFFIXES = (".py", ".pbtxt", ".json", ".txt")
 # Flags that change what is printed or whether the check applies, not what is computed.
 IGNORED_FLAGS = frozenset({"verbose", "force"})
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def code_digest(repo_root: str) -> str:
@@ -57,7 +51,7 @@ def code_digest(repo_root: str) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in paths if os.path.isfile(p)):
         digest.update(os.path.relpath(path, repo_root).encode() + b"\0")
-        digest.update(_sha256_file(path).encode())
+        digest.update(file_sha256(path).encode())
     return digest.hexdigest()
 
 
@@ -67,7 +61,7 @@ def raw_digests(patterns: Iterable[str]) -> Dict[str, str]:
     for pattern in patterns:
         for path in sorted(glob.glob(pattern)):
             if os.path.isfile(path):
-                found[os.path.abspath(path)] = _sha256_file(path)
+                found[os.path.abspath(path)] = file_sha256(path)
     return found
 
 
@@ -78,7 +72,7 @@ def _listing(directory: str, manifest: Optional[str] = None) -> List[List[str]]:
     rows = []
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name, manifest) if manifest else ""
-        rows.append([name, _sha256_file(path) if manifest and os.path.isfile(path) else ""])
+        rows.append([name, file_sha256(path) if manifest and os.path.isfile(path) else ""])
     return rows
 
 

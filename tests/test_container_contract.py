@@ -82,7 +82,9 @@ needs_podman = pytest.mark.skipif(
            "scripts/test.sh does when it runs as root)")
 
 
-MLFLOW_URI = f"sqlite:///{kf.DEFAULT_DATA_ROOT}/mlflow/mlflow.db"
+# The Pusher task mounts the models volume (not the data volume): the stand-in
+# for deploy/mlflow's server is a SQLite store there, beside TF Serving's models.
+MLFLOW_URI = f"sqlite:///{kf.DEFAULT_SERVING_BASE}/.mlflow/mlflow.db"
 
 @pytest.fixture(scope="session")
 def image() -> str:
@@ -247,7 +249,7 @@ def cluster_runs(image, compiled_package, tmp_path_factory) -> ClusterRuns:
     missing_raw = backend.run({"raw_data": f"{kf.DEFAULT_DATA_ROOT}/raw/missing-*.csv"},
                               backend=BACKENDS["2.0-2.2"])
     curated_after_missing_raw = bool(os.listdir(os.path.join(data, "curated")))
-    # MLflow for real inside the image: a SQLite store on the data volume
+    # MLflow for real inside the image: a SQLite store on the models volume
     # (the run parameter; the compiled default is deploy/mlflow's server).
     tracking = {"station": "seattle", "mlflow_tracking_uri": MLFLOW_URI}
     first = backend.run({**tracking, "train_args": '{"num_steps": 300}'})
@@ -327,7 +329,8 @@ def test_first_run_pushes_with_object_store_uris(cluster_runs, compiled_package)
     # The Pusher task logged to MLflow and registered the version (read back from the host).
     from mlflow import MlflowClient
 
-    store = "sqlite:///" + os.path.join(cluster_runs.data, MLFLOW_URI.split(kf.DEFAULT_DATA_ROOT + "/")[1])
+    store = "sqlite:///" + os.path.join(cluster_runs.models,
+                                        MLFLOW_URI.split(kf.DEFAULT_SERVING_BASE + "/")[1])
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     assert "error" not in metadata["mlflow"], metadata["mlflow"]
     run = client.get_run(metadata["mlflow"]["run_id"])

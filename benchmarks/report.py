@@ -412,6 +412,15 @@ def _spread(values: List[float]) -> str:
     return f"{_number(_median(values))} (min {_number(min(values))}, max {_number(max(values))}, n={len(values)})"
 
 
+def _command_wall(measurement: Dict[str, Any]) -> float:
+    """The `local_runner.py` command's own wall seconds (`extra.wall_seconds`).
+
+    A measurement's `seconds` also holds the workload's read of ML Metadata
+    after the command (importing TFX, ~4 s), which a developer does not wait for.
+    """
+    return measurement.get("extra", {}).get("wall_seconds") or measurement["seconds"]
+
+
 def devloop_summary(results: Dict[str, Any]) -> Dict[str, Any]:
     """Median/min/max of the repeated dev-loop runs (ok runs only)."""
     firsts = [m for m in _repeats(results, "devloop_first_") if m["status"] == "ok"]
@@ -422,9 +431,9 @@ def devloop_summary(results: Dict[str, Any]) -> Dict[str, Any]:
         for name, step in m.get("extra", {}).get("steps", {}).items():
             steps.setdefault(name, []).append(step["seconds"])
     return {
-        "first": [m["seconds"] for m in firsts],
-        "rerun": [m["seconds"] for m in reruns],
-        "cached": [m["seconds"] for m in cached],
+        "first": [_command_wall(m) for m in firsts],
+        "rerun": [_command_wall(m) for m in reruns],
+        "cached": [_command_wall(m) for m in cached],
         "first_cpu": [m.get("extra", {}).get("cpu_seconds") for m in firsts],
         "steps": steps,
         "console_lines": [m.get("extra", {}).get("screen_lines",

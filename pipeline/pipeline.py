@@ -117,6 +117,8 @@ def create_pipeline(
     transform.add_upstream_node(anomaly_gate)
     # With --tune: a random search (models/tuner.py) whose best
     # hyper-parameters the Trainer trains with.
+    train_args = train_args or tfx.proto.TrainArgs(num_steps=config.training.train_steps)
+    eval_args = eval_args or tfx.proto.EvalArgs(num_steps=config.training.eval_steps)
     tuner = _tuner(config, transform, schema_gen, train_args, eval_args)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
@@ -124,8 +126,8 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=train_args or tfx.proto.TrainArgs(num_steps=config.training.train_steps),
-        eval_args=eval_args or tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
+        train_args=train_args,
+        eval_args=eval_args,
         custom_config=config.training.custom_config(),
     ).with_id(node_ids.TRAINER)
     # The baseline is the newest version in the serving directory (only
@@ -215,8 +217,8 @@ def _tuner(config: PipelineConfig, transform, schema_gen, train_args, eval_args)
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=train_args or tfx.proto.TrainArgs(num_steps=config.training.train_steps),
-        eval_args=eval_args or tfx.proto.EvalArgs(num_steps=config.training.eval_steps),
+        train_args=train_args,
+        eval_args=eval_args,
         custom_config={**config.training.custom_config(), "tune_trials": config.tune_trials},
     ).with_id(node_ids.TUNER)
 

@@ -12,7 +12,7 @@ from tfx.components.example_gen.custom_executors import parquet_executor as stoc
 from tfx.dsl.components.base import executor_spec
 
 from components.parquet_example_gen.component import parquet_example_gen
-from pipeline.pipeline import PREPROCESSING_FN
+from pipeline.pipeline import transform_component
 
 EXECUTORS = ("ours", "stock")
 SPAN_PATTERN = "span-{SPAN}/*.parquet"
@@ -46,14 +46,20 @@ def example_gen(executor: str, input_base: str):
 
 def create_etl_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str,
                         executor: str, input_base: str, schema_path: str,
-                        beam_pipeline_args: Sequence[str]) -> tfx.dsl.Pipeline:
-    """The data half of the project's pipeline, caching off."""
+                        beam_pipeline_args: Sequence[str], transform_statistics: bool = False,
+                        materialize: bool = False) -> tfx.dsl.Pipeline:
+    """The data half of the project's pipeline, caching off.
+
+    Transform is the pipeline's own (`pipeline.pipeline.transform_component`:
+    analyzes train; statistics off and no transformed examples written unless
+    asked for, as for a single-process Trainer).
+    """
     examples = example_gen(executor, input_base)
     statistics_gen = tfx.components.StatisticsGen(examples=examples.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
-    transform = tfx.components.Transform(
-        examples=examples.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN)
+    transform = transform_component(examples.outputs["examples"], schema_gen.outputs["schema"],
+                                    transform_statistics=transform_statistics,
+                                    materialize=materialize)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

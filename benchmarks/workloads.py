@@ -123,7 +123,8 @@ def floor_write(run: Run, pattern: str, output_path: str) -> None:
 
 @workload
 def etl(run: Run, executor: str, input_base: str, work_dir: str, schema_path: str,
-        beam_pipeline_args: List[str]) -> None:
+        beam_pipeline_args: List[str], transform_statistics: bool = False,
+        materialize: bool = False) -> None:
     """ExampleGen -> StatisticsGen -> Transform under LocalDagRunner."""
     from tfx import v1 as tfx
 
@@ -133,7 +134,9 @@ def etl(run: Run, executor: str, input_base: str, work_dir: str, schema_path: st
     name = f"bench-etl-{executor}"
     metadata_path = os.path.join(work_dir, "metadata.sqlite")
     pipeline = create_etl_pipeline(name, os.path.join(work_dir, "root"), metadata_path,
-                                   executor, input_base, schema_path, beam_pipeline_args)
+                                   executor, input_base, schema_path, beam_pipeline_args,
+                                   transform_statistics=transform_statistics,
+                                   materialize=materialize)
     run.rows = parquet_rows(os.path.join(input_base, "span-*", "*.parquet"))
     run.start()
     try:

@@ -195,7 +195,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                          "many eval batches (the dataset repeats forever).")
     if not fn_args.transform_graph_path:
         raise ValueError("The Tuner needs the Transform graph (transform_graph input): trials "
-                         "train on transformed examples.")
+                         "transform the raw examples with it.")
     config = distributed_training.hparams_of(fn_args.custom_config)
     trials = int(config.pop(CONFIG_TRIALS, DEFAULT_TRIALS))
     if trials < 1:

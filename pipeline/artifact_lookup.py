@@ -57,6 +57,18 @@ def latest_output(store, pipeline_name: str, node_id: str, output_key: str) -> m
         "has the pipeline run this far?")
 
 
+def latest_inputs(store, pipeline_name: str, node_id: str,
+                  input_key: str) -> List[metadata_store_pb2.Artifact]:
+    """The artifacts the newest execution of a node read under `input_key`."""
+    for execution in _executions(store, pipeline_name, node_id):
+        artifacts = _artifacts_of(store, execution.id, metadata_store_pb2.Event.INPUT, input_key)
+        if artifacts:
+            return list(artifacts)
+    raise LookupError(
+        f"No '{input_key}' input of {node_id} recorded for pipeline {pipeline_name}; "
+        "has the pipeline run this far?")
+
+
 def input_span(store, execution_id: int) -> Optional[int]:
     """The span of the Examples an execution read."""
     for artifact in _artifacts_of(store, execution_id, metadata_store_pb2.Event.INPUT, "examples"):

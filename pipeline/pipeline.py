@@ -5,6 +5,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 from tfx.dsl.placeholder import placeholder
 
+from components import distributed_training
 from components.data_validation.component import AnomalyGate
 from components.data_validation.drift import DriftValidator
 from components.experiment_tracking.pusher import settings_params as mlflow_settings_params
@@ -19,6 +20,31 @@ from pipeline.eval_config import create_eval_config
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 TUNER_FN = "models.tuner.tuner_fn"
+
+
+def transform_component(examples, schema, transform_statistics: bool = False,
+                        materialize: bool = False) -> tfx.components.Transform:
+    """The pipeline's Transform (the ETL benchmark builds the same one).
+
+    Args:
+      examples: the Examples channel to analyze (train) and transform (both).
+      schema: the curated schema's channel.
+      transform_statistics: whether TFX's pre- and post-transform statistics
+        are computed too (see `create_pipeline`).
+      materialize: whether Transform also writes the transformed examples
+        (only distributed training reads them; see `create_pipeline`).
+    """
+    return tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        disable_statistics=not transform_statistics,
+        materialize=materialize,
+        # The analyzers (means, vocabularies) see only the training split, so
+        # nothing of the eval days leaks into the features (TFX's default too,
+        # pinned here); when materializing, both splits are transformed.
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+    )
 
 
 def create_pipeline(
@@ -102,15 +128,14 @@ def create_pipeline(
                                     else mlflow_tracking_uri),
             "pipeline_name": config.pipeline_name} if log_rejections else {}),
     ).with_id(node_ids.ANOMALY_GATE)
-    transform = tfx.components.Transform(
-        examples=training_examples,
-        schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN,
-        disable_statistics=not transform_statistics,
-        # The analyzers (means, vocabularies) see only the training split, so
-        # nothing of the eval days leaks into the features (TFX's default too,
-        # pinned here); both splits are transformed.
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+    # Transformed examples are written only for distributed training, whose
+    # workers shard and read them; the single-process Trainer and the Tuner
+    # read the raw examples and apply the transform graph per batch
+    # (models/trainer.input_fn), so Transform only analyzes.
+    materialize = distributed_training.wants_distributed(config.training.custom_config())
+    transform = transform_component(
+        training_examples, schema_gen.outputs["schema"], transform_statistics,
+        materialize=materialize,
     ).with_id(node_ids.TRANSFORM)
     # Transform does not read the gate's output; the edge is what makes an
     # anomaly stop everything downstream.
@@ -119,11 +144,12 @@ def create_pipeline(
     # hyper-parameters the Trainer trains with.
     train_args = train_args or tfx.proto.TrainArgs(num_steps=config.training.train_steps)
     eval_args = eval_args or tfx.proto.EvalArgs(num_steps=config.training.eval_steps)
-    tuner = _tuner(config, transform, schema_gen, train_args, eval_args)
+    tuner = _tuner(config, training_examples, transform, schema_gen, train_args, eval_args)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         **({"hyperparameters": tuner.outputs["best_hyperparameters"]} if tuner else {}),
-        examples=transform.outputs["transformed_examples"],
+        examples=(transform.outputs["transformed_examples"] if materialize
+                  else training_examples),
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=train_args,
@@ -203,8 +229,8 @@ def create_pipeline(
     )
 
 
-def _tuner(config: PipelineConfig, transform, schema_gen, train_args, eval_args):
-    """TFX's Tuner over the transformed examples with `config.tune`; else None.
+def _tuner(config: PipelineConfig, examples, transform, schema_gen, train_args, eval_args):
+    """TFX's Tuner over the raw `examples` and the transform graph with `config.tune`; else None.
 
     It gets the Trainer's train/eval args (eval_args.num_steps: the batches
     each trial is scored on; train_args' steps are tuned, see models/tuner.py)
@@ -214,7 +240,7 @@ def _tuner(config: PipelineConfig, transform, schema_gen, train_args, eval_args)
         return None
     return tfx.components.Tuner(
         tuner_fn=TUNER_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=train_args,

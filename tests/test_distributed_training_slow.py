@@ -75,7 +75,7 @@ def two_workers(data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_trainer(data, tmp_path_factory):
     """The product's single-process path: models.trainer.run_fn in TFX's Trainer executor."""
-    serving_dir, _ = run_trainer_executor(data["examples_dir"], data["transform_dir"],
+    serving_dir, _ = run_trainer_executor(data["raw_examples_dir"], data["transform_dir"],
                                           tmp_path_factory.mktemp("single"),
                                           TRAIN_STEPS, EVAL_STEPS, HPARAMS)
     return serving_dir

@@ -109,6 +109,16 @@ def transformed(tmp_path_factory):
         for index in range(NUM_ROWS):
             writer.write(_serialize(_raw_row(index)))
 
+    # The same rows as ExampleGen's raw examples (what the single-process
+    # Trainer and the Tuner read): one gzipped file per split.
+    raw_examples_dir = root / "raw_examples"
+    for split in ["train", "eval"]:
+        os.makedirs(raw_examples_dir / f"Split-{split}")
+        with tf.io.TFRecordWriter(str(raw_examples_dir / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz"),
+                                  options="GZIP") as writer:
+            for index in range(NUM_ROWS):
+                writer.write(_serialize(_raw_row(index)))
+
     transform_dir = str(root / "transform_graph")
     examples_dir = root / "transformed_examples"
     schema = _load_schema()
@@ -150,6 +160,7 @@ def transformed(tmp_path_factory):
         "output": tf_transform_output,
         "transform_dir": transform_dir,
         "examples_dir": str(examples_dir),
+        "raw_examples_dir": str(raw_examples_dir),
         # Beam does not promise row order; tests map rows back with _row_order.
         "features": {key: value.numpy() for key, value in outputs.items()},
     }
@@ -427,7 +438,7 @@ def test_run_fn_trains_and_exports_through_the_tfx_trainer_executor(transformed,
     from tfx.utils import json_utils, proto_utils
 
     examples = standard_artifacts.Examples()
-    examples.uri = transformed["examples_dir"]
+    examples.uri = transformed["raw_examples_dir"]
     examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
     transform_graph = standard_artifacts.TransformGraph()
     transform_graph.uri = transformed["transform_dir"]

@@ -1,7 +1,7 @@
 """create_pipeline wires the graph both runners share."""
 from tfx import v1 as tfx
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, TrainingConfig
 from pipeline.pipeline import component_ids, create_pipeline
 
 
@@ -36,12 +36,26 @@ def test_span_window_trains_on_resolved_spans():
     nodes = _by_id(pipeline)
     resolver = nodes["SpanWindowResolver"]
     assert "FileBasedExampleGen" in {n.id for n in resolver.upstream_nodes}
-    for consumer in ("Transform", "Evaluator", "Pusher"):
+    for consumer in ("Transform", "Trainer", "Evaluator", "Pusher"):
         assert nodes[consumer].inputs["examples"].producer_component_id == "SpanWindowResolver"
     # The naive baselines read the Evaluator's examples (components/naive_baselines).
     assert nodes["NaiveBaselines"].inputs["examples"].producer_component_id == "SpanWindowResolver"
     # New data is still validated span by span.
     assert nodes["StatisticsGen"].inputs["examples"].producer_component_id == "FileBasedExampleGen"
+
+
+def test_transform_materializes_only_for_distributed_training():
+    # One process: Transform only analyzes; the Trainer reads the raw examples
+    # and applies the transform graph per batch (models/trainer.input_fn).
+    nodes = _by_id(create_pipeline(_config()))
+    assert "transformed_examples" not in nodes["Transform"].outputs
+    assert nodes["Trainer"].inputs["examples"].producer_component_id == "FileBasedExampleGen"
+    assert nodes["Trainer"].inputs["transform_graph"].producer_component_id == "Transform"
+    # Distributed workers shard and read the transformed examples.
+    distributed = _by_id(create_pipeline(_config(training=TrainingConfig(train_workers=2))))
+    assert "transformed_examples" in distributed["Transform"].outputs
+    assert distributed["Trainer"].inputs["examples"].producer_component_id == "Transform"
+    assert distributed["Trainer"].inputs["examples"].output_key == "transformed_examples"
 
 
 @tfx.dsl.components.component

@@ -33,7 +33,7 @@ def _validation_metrics(model_run_uri):
 def _train(transformed, root, seed):
     # 24 batches of 3 from 8 rows: many reshuffled passes over the data.
     serving_dir, model_run_uri = run_trainer_executor(
-        transformed["examples_dir"], transformed["transform_dir"], root, 24, 3,
+        transformed["raw_examples_dir"], transformed["transform_dir"], root, 24, 3,
         {"batch_size": 3, "hidden_units": [8, 4], "learning_rate": 0.05, "seed": seed})
     loaded = tf.saved_model.load(serving_dir)
     request = tf.constant([_serialize(_serving_request_row(index)) for index in range(8)])

@@ -24,7 +24,7 @@ def _artifacts(transformed_outputs):
     from tfx.types import artifact_utils, standard_artifacts
 
     examples = standard_artifacts.Examples()
-    examples.uri = transformed_outputs["examples_dir"]
+    examples.uri = transformed_outputs["raw_examples_dir"]
     examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
     graph = standard_artifacts.TransformGraph()
     graph.uri = transformed_outputs["transform_dir"]
@@ -199,7 +199,10 @@ def test_the_pipeline_has_a_tuner_feeding_the_trainer_only_with_tune():
     trainer = components[node_ids.TRAINER]
     assert trainer.inputs["hyperparameters"].producer_component_id == node_ids.TUNER
     assert tuner in trainer.upstream_nodes
-    assert {n.id for n in tuner.upstream_nodes} == {node_ids.TRANSFORM, node_ids.SCHEMA_GEN}
+    # Raw examples from ExampleGen, the transform graph from Transform.
+    assert {n.id for n in tuner.upstream_nodes} == {
+        node_ids.EXAMPLE_GEN, node_ids.TRANSFORM, node_ids.SCHEMA_GEN}
+    assert tuner.inputs["examples"].producer_component_id == node_ids.EXAMPLE_GEN
     assert tuner.exec_properties["tuner_fn"] == "models.tuner.tuner_fn"
     assert json.loads(tuner.exec_properties["custom_config"])["tune_trials"] == 3
     assert [c.id for c in tuned.components].index(node_ids.TUNER) < [

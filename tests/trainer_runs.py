@@ -1,8 +1,8 @@
 """Runs models.trainer.run_fn inside TFX's own Trainer executor, without a pipeline.
 
-For tests that train on an existing Transform output (examples + transform
-graph) and want the product's single-process path exactly as the Trainer
-component runs it.
+For tests that train on raw examples (ExampleGen's layout, Split-<name>/*.gz)
+and an existing transform graph, and want the product's single-process path
+exactly as the Trainer component runs it.
 """
 import os
 import pathlib

@@ -63,8 +63,10 @@ def build_from_parquet(parquet_pattern: str, output_dir: str) -> Dict[str, str]:
     """Runs the real preprocessing over curated Parquet rows (see module doc).
 
     Returns:
-      {"transform_dir", "examples_dir", "train_pattern", "eval_pattern",
-       "raw_eval_pattern"} (paths under `output_dir`).
+      {"transform_dir", "examples_dir" (transformed, for the distributed
+       workers), "train_pattern", "eval_pattern", "raw_examples_dir" (raw,
+       for the single-process Trainer), "raw_eval_pattern"} (paths under
+       `output_dir`).
     """
     import apache_beam as beam
     import tensorflow_transform as tft
@@ -114,6 +116,8 @@ def build_from_parquet(parquet_pattern: str, output_dir: str) -> Dict[str, str]:
     return {
         "transform_dir": transform_dir,
         "examples_dir": examples_dir,
+        # ExampleGen's layout: what the single-process Trainer reads.
+        "raw_examples_dir": os.path.join(output_dir, "raw"),
         "train_pattern": os.path.join(examples_dir, "Split-train", "*"),
         "eval_pattern": os.path.join(examples_dir, "Split-eval", "*"),
         "raw_eval_pattern": raw_patterns["eval"],

@@ -59,13 +59,6 @@ def densify(tensor: TensorLike, fill_value) -> tf.Tensor:
     return tensor
 
 
-def _scale_numeric(tensor: TensorLike) -> tf.Tensor:
-    """Z-score over the values present; missing values imputed as the mean (0)."""
-    scaled = tft.scale_to_z_score(tensor)
-    dense = densify(scaled, fill_value=tf.constant(0.0, dtype=scaled.dtype))
-    return tf.clip_by_value(tf.cast(dense, tf.float32), -Z_SCORE_CLIP, Z_SCORE_CLIP)
-
-
 def _index_categorical(tensor: TensorLike, key: str) -> tf.Tensor:
     """Vocabulary index of each value; missing (empty) values go to OOV."""
     dense = densify(tensor, fill_value=MISSING_CATEGORY)
@@ -74,6 +67,50 @@ def _index_categorical(tensor: TensorLike, key: str) -> tf.Tensor:
         num_oov_buckets=features.OOV_BUCKETS[key],
         vocab_filename=key,
     )
+
+
+def _one_column_sparse(tensor: TensorLike) -> tf.SparseTensor:
+    """`tensor` as a float32 [batch, 1] SparseTensor holding its present values.
+
+    A zero is a value and keeps its cell; an absent value of a VarLen feature
+    leaves its cell empty.
+    """
+    if isinstance(tensor, tf.SparseTensor):
+        rows = tensor.indices[:, :1]
+        values = tensor.values
+        batch_size = tensor.dense_shape[0]
+    else:
+        values = tf.reshape(tensor, [-1])
+        batch_size = tf.shape(values, out_type=tf.int64)[0]
+        rows = tf.expand_dims(tf.range(batch_size), axis=-1)
+    return tf.SparseTensor(
+        indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
+        values=tf.cast(values, tf.float32),
+        dense_shape=tf.stack([batch_size, tf.constant(1, tf.int64)]),
+    )
+
+
+def _scale_numerics(inputs: Dict[str, TensorLike], keys) -> Dict[str, tf.Tensor]:
+    """Z-scores of every numeric feature from one elementwise analyzer.
+
+    The same result as `_scale_numeric` per feature (mean and variance of
+    each feature over its present values; absent values become the mean, 0
+    after scaling; clipped to +-Z_SCORE_CLIP), but one mean/variance analyzer
+    over a [batch, len(keys)] SparseTensor instead of one per feature: 23
+    analyzers cost tf.Transform a traced graph and Beam stages each, most of
+    the bundled run's Transform time.
+    """
+    width = len(keys)
+    stacked = tf.sparse.concat(
+        axis=1,
+        sp_inputs=[_one_column_sparse(inputs[key]) for key in keys],
+    )
+    scaled = tft.scale_to_z_score(stacked, elementwise=True)
+    # to_dense loses the static width, which the transformed schema needs.
+    dense = tf.reshape(tf.sparse.to_dense(tf.sparse.reorder(scaled), default_value=0.0),
+                       [-1, width])
+    dense = tf.clip_by_value(tf.cast(dense, tf.float32), -Z_SCORE_CLIP, Z_SCORE_CLIP)
+    return {key: dense[:, i:i + 1] for i, key in enumerate(keys)}
 
 
 def preprocessing_fn(inputs: Dict[str, TensorLike]) -> Dict[str, tf.Tensor]:
@@ -90,10 +127,13 @@ def preprocessing_fn(inputs: Dict[str, TensorLike]) -> Dict[str, tf.Tensor]:
       int64 label.
     """
     outputs = {}
+    numeric_keys = [k for k, kind in features.MODEL_FEATURES.items() if kind == features.NUMERIC]
+    for key, scaled in _scale_numerics(inputs, numeric_keys).items():
+        outputs[features.transformed_name(key)] = scaled
     for key, kind in features.MODEL_FEATURES.items():
         if kind == features.NUMERIC:
-            outputs[features.transformed_name(key)] = _scale_numeric(inputs[key])
-        elif kind == features.CATEGORICAL:
+            continue
+        if kind == features.CATEGORICAL:
             outputs[features.transformed_name(key)] = _index_categorical(
                 inputs[key], key
             )

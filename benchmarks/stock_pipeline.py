@@ -4,9 +4,11 @@ TFX's own components with their defaults over the same curated rows:
 CsvExampleGen (the curated span written as CSV, dates as strings; TFX's
 default 2:1 train/eval hash split) -> StatisticsGen -> SchemaGen (inferred
 schema) -> ExampleValidator -> Transform -> Trainer -> Evaluator -> Pusher
-(file system). Transform and Trainer run the project's `preprocessing_fn`
-and `run_fn` with the same hyper-parameters and steps, so the model work
-is the same; what differs is everything around it (ingestion, inferred vs
+(file system). Transform runs the project's `preprocessing_fn` with TFX's
+defaults (statistics on, transformed examples written) and the Trainer the
+project's model code with the same hyper-parameters and steps, reading the
+transformed examples as TFX's templates do (`stock_run_fn`), so the model
+work is the same; what differs is everything around it (ingestion, inferred vs
 curated schema, Transform's default statistics, no drift/gate/baseline
 components, stock Evaluator/Pusher).
 
@@ -25,7 +27,9 @@ from tfx import v1 as tfx
 from models import features
 from models.model import SERVING_OUTPUT_KEY
 from pipeline.config import BlessingThresholds, TrainingConfig
-from pipeline.pipeline import PREPROCESSING_FN, RUN_FN
+from pipeline.pipeline import PREPROCESSING_FN
+
+STOCK_RUN_FN = "benchmarks.stock_pipeline.stock_run_fn"
 
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
               "Trainer", "Evaluator", "Pusher")
@@ -43,6 +47,28 @@ def write_curated_as_csv(span_dir: str, csv_path: str) -> int:
     # pandas: an unquoted header (pyarrow quotes it, and CsvExampleGen keeps the quotes).
     table.to_pandas().to_csv(csv_path, index=False)
     return table.num_rows
+
+
+def transformed_input_fn(file_patterns, data_accessor, tf_transform_output, batch_size,
+                         seed=None):
+    """TFX's template input_fn: batches of the transformed examples Transform wrote."""
+    from tfx_bsl.public import tfxio
+
+    from models.model import TRANSFORMED_LABEL_KEY
+
+    return data_accessor.tf_dataset_factory(
+        file_patterns,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=TRANSFORMED_LABEL_KEY,
+                                       shuffle_seed=seed, sloppy_ordering=False),
+        tf_transform_output.transformed_metadata.schema,
+    ).repeat()
+
+
+def stock_run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """The project's model, trained on the materialized transformed examples."""
+    from models import trainer
+
+    trainer.train_and_export(fn_args, read=transformed_input_fn)
 
 
 def stock_eval_config(thresholds: BlessingThresholds = BlessingThresholds()) -> tfma.EvalConfig:
@@ -76,7 +102,7 @@ def create_stock_pipeline(pipeline_name: str, pipeline_root: str, metadata_path:
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN)
     trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
+        run_fn=STOCK_RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],

@@ -141,6 +141,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         # (components/distributed_training, docs/distributed_training.md).
         distributed_training.run_from_config(fn_args)
         return
+    train_and_export(fn_args)
+
+
+def train_and_export(fn_args: tfx.components.FnArgs, read=input_fn) -> None:
+    """One process: builds, trains and exports the model, reading with `read`.
+
+    Args:
+      fn_args: as for `run_fn` (distribution keys of custom_config ignored).
+      read: an `input_fn`-like function (file patterns, data accessor,
+        TFTransformOutput, batch size, seed) -> repeating (features, label)
+        batches; the default reads raw examples (see `input_fn`).
+    """
     hparams = model_lib.HParams.from_config(distributed_training.hparams_of(fn_args.custom_config))
     logging.info("Training with %s", hparams)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
@@ -148,8 +160,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     make_deterministic(hparams.seed)
     accessor = fn_args.data_accessor
     batch_size = hparams.batch_size
-    train_dataset = input_fn(fn_args.train_files, accessor, tft_output, batch_size, hparams.seed)
-    eval_dataset = input_fn(fn_args.eval_files, accessor, tft_output, batch_size, hparams.seed)
+    train_dataset = read(fn_args.train_files, accessor, tft_output, batch_size, hparams.seed)
+    eval_dataset = read(fn_args.eval_files, accessor, tft_output, batch_size, hparams.seed)
     model = model_lib.build_model(tft_output, hparams)
     model_lib.train_model(
         model,

@@ -24,7 +24,8 @@ from components.spark_curation.inputs import (
     DEFAULT_MAX_QUARANTINE_SHARE, StationMappingError, pair_stations, share_flag)
 from pipeline import node_ids
 from pipeline.kubeflow import settings as kf
-from pipeline.runner_settings import add_shared_flags, check_shared_flags, pipeline_config_from_flags
+from pipeline.runner_settings import (AUTO, add_shared_flags, check_shared_flags,
+                                      pipeline_config_from_flags)
 
 
 def _resources(text: str) -> kf.Resources:
@@ -95,6 +96,10 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def _check(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
     """Cross-flag rules; fills in the format-dependent defaults."""
     check_shared_flags(parser, flags)
+    if flags.beam_workers == AUTO:
+        parser.error("--beam-workers auto sizes the workers by the curated span on this machine "
+                     "(local_runner.py); the compiled pipeline's data is on the cluster: give a "
+                     "count (default 2, the pod's worker processes)")
     vertex = flags.output.endswith(".json")
     if flags.mlflow_tracking_uri is None:  # deploy/mlflow's server; Vertex AI has none: off
         flags.mlflow_tracking_uri = "none" if vertex else kf.default_mlflow_uri(flags.namespace)

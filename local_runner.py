@@ -63,7 +63,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parses and validates the flags; a bad one exits 2 naming it (argparse)."""
     from components.spark_curation.inputs import (
         StationMappingError, add_station_flags, pair_stations)
-    from pipeline.runner_settings import add_shared_flags, check_shared_flags, unwritable_reason
+    from pipeline.runner_settings import AUTO, add_shared_flags, check_shared_flags, unwritable_reason
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_argument_group("data")
@@ -77,7 +77,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     group.add_argument("--data-dir", default=None, help="curated data output (default <runs-dir>/data)")
     group.add_argument("--pipeline-root", default=None, help="default <runs-dir>/pipeline")
     group.add_argument("--serving-base", default=None, help="default <runs-dir>/serving")
-    add_shared_flags(parser, default_beam_workers=0)
+    add_shared_flags(parser, default_beam_workers=AUTO)
     parser.add_argument("--transform-statistics", action=argparse.BooleanOptionalAction,
                         default=False,
                         help="Transform also computes TFX's pre-/post-transform statistics "

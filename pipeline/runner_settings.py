@@ -106,8 +106,12 @@ def add_shared_flags(parser: argparse.ArgumentParser, default_beam_workers: int)
                             "server's http(s):// URL; 'none' turns tracking off (default: "
                             "the runner's, see README 'Experiment tracking (MLflow)')")
     group = parser.add_argument_group("beam")
-    group.add_argument("--beam-workers", type=non_negative_int, default=default_beam_workers,
-                       help="0 = in-memory DirectRunner; N = N worker processes")
+    group.add_argument("--beam-workers", type=beam_workers, default=default_beam_workers,
+                       help="0 = in-memory DirectRunner; N = N worker processes; 'auto' = "
+                            f"{AUTO_BEAM_WORKERS} worker processes when the latest curated "
+                            f"span has >= {AUTO_MIN_ROWS:,} rows and the machine >= "
+                            f"{AUTO_BEAM_WORKERS} cores, else in-memory (default: "
+                            f"{default_beam_workers})")
     group.add_argument("--beam-arg", action="append", default=[],
                        help="extra Beam pipeline option, repeatable")
 
@@ -128,6 +132,45 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value}: must be > 0")
     return value
+
+
+AUTO = "auto"
+# Measured at 1M rows on 2 cores (benchmarks/results/results.md): in-memory
+# ExampleGen->Transform 114 s, two worker processes 72.5 s (peak RSS 2.9 GB);
+# on the bundled 1,461 rows the workers' start-up costs more than they gain.
+AUTO_BEAM_WORKERS = 2
+AUTO_MIN_ROWS = 250_000
+
+
+def beam_workers(text: str):
+    """--beam-workers: a count >= 0, or 'auto' (see `resolve_beam_workers`)."""
+    return AUTO if text == AUTO else non_negative_int(text)
+
+
+def latest_span_rows(curated_root: str) -> int:
+    """Rows of the highest `span-<N>` under a local `curated_root` (Parquet footers
+    only); 0 when there is none or the root is not a local directory."""
+    import glob
+    import re
+
+    spans = [(int(m.group(1)), path) for path in glob.glob(os.path.join(curated_root, "span-*"))
+             if (m := re.fullmatch(r"span-(\d+)", os.path.basename(path)))]
+    if not spans:
+        return 0
+    import pyarrow.parquet as pq
+
+    _, latest = max(spans)
+    return sum(pq.read_metadata(path).num_rows
+               for path in glob.glob(os.path.join(latest, "*.parquet")))
+
+
+def resolve_beam_workers(value, curated_root: str) -> int:
+    """The worker count for `--beam-workers value`: 'auto' picks by the data size."""
+    if value != AUTO:
+        return value
+    if (os.cpu_count() or 1) < AUTO_BEAM_WORKERS:
+        return 0
+    return AUTO_BEAM_WORKERS if latest_span_rows(curated_root) >= AUTO_MIN_ROWS else 0
 
 
 def non_negative_int(text: str) -> int:
@@ -285,7 +328,8 @@ def pipeline_config_from_flags(
                 flags, "min_margin_over_persistence",
                 _THRESHOLD_DEFAULTS.min_margin_over_persistence),
         ),
-        beam_pipeline_args=tuple(beam_args(flags.beam_workers, tuple(flags.beam_arg))),
+        beam_pipeline_args=tuple(beam_args(resolve_beam_workers(flags.beam_workers, curated_root),
+                                           tuple(flags.beam_arg))),
         enable_cache=not flags.no_cache,
         keep_versions=flags.keep_versions,
         split=getattr(flags, "split", _PIPELINE_DEFAULTS.split),

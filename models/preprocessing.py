@@ -93,9 +93,9 @@ def _one_column_sparse(tensor: TensorLike) -> tf.SparseTensor:
 def _scale_numerics(inputs: Dict[str, TensorLike], keys) -> Dict[str, tf.Tensor]:
     """Z-scores of every numeric feature from one elementwise analyzer.
 
-    The same result as `_scale_numeric` per feature (mean and variance of
-    each feature over its present values; absent values become the mean, 0
-    after scaling; clipped to +-Z_SCORE_CLIP), but one mean/variance analyzer
+    The same result as a `tft.scale_to_z_score` per feature (mean and
+    variance of each feature over its present values; absent values become
+    the mean, 0 after scaling; clipped to +-Z_SCORE_CLIP), but one analyzer
     over a [batch, len(keys)] SparseTensor instead of one per feature: 23
     analyzers cost tf.Transform a traced graph and Beam stages each, most of
     the bundled run's Transform time.

@@ -26,7 +26,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from components.spark_curation import cluster, inputs, transform
+from components.spark_curation import cluster, inputs, jvm_startup, transform
 from components.spark_curation.contract import (
     LINE_NUMBER,
     REASON,
@@ -143,6 +143,7 @@ def run_curation(
     spark_conf: Optional[Mapping[str, str]] = None,
     max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
     verbose: Optional[bool] = None,
+    build_class_archive: bool = False,
 ) -> CurationResult:
     """Curates raw CSVs into `<output_dir>/curated/span-<N>/` (and quarantine).
 
@@ -167,6 +168,9 @@ def run_curation(
       verbose: Spark's console progress bars and WARN logs for a session this
         call creates; None reads the environment variable
         SPARK_CURATION_VERBOSE (1/true/yes). Default quiet.
+      build_class_archive: when this call launches the driver JVM, have it
+        dump Spark's class-data-sharing archive and stop it afterwards
+        (`jvm_startup`; its CLI builds the archive this way).
 
     Returns:
       A CurationResult; `skipped` is True when the same inputs were already
@@ -195,9 +199,10 @@ def run_curation(
     span = span if span is not None else (latest_span(output_dir) or 0) + 1
     check_span_free(output_dir, span)
 
-    defaults = session_defaults(sum(os.path.getsize(path) for path in files),
-                                _verbose(verbose))
-    with _session(spark, master, spark_conf, defaults) as session, _sql_settings(session):
+    input_bytes = sum(os.path.getsize(path) for path in files)
+    defaults = session_defaults(input_bytes, _verbose(verbose))
+    with _session(spark, master, spark_conf, defaults, input_bytes,
+                  build_class_archive) as session, _sql_settings(session):
         return _curate(session, headers, stations, digests, fingerprint, station, output_dir,
                        span, max_quarantine_share)
 
@@ -250,11 +255,17 @@ def quiet_log4j2_file() -> str:
 @contextlib.contextmanager
 def _session(spark: Optional[SparkSession], master: Optional[str],
              spark_conf: Optional[Mapping[str, str]] = None,
-             defaults: Optional[Mapping[str, str]] = None) -> Iterator[SparkSession]:
+             defaults: Optional[Mapping[str, str]] = None, input_bytes: int = 0,
+             build_class_archive: bool = False) -> Iterator[SparkSession]:
     """The caller's session, or one created (and stopped afterwards) for this run.
 
     `defaults` (see `session_defaults`) apply only to a session created here,
     under `spark_conf`; an already running session keeps its own settings.
+    When this call launches the driver JVM (no gateway in this process, not
+    under spark-submit), the JVM also gets `jvm_startup.java_options` (C1-only
+    JIT for small inputs, the class-data-sharing archive if built); with
+    `build_class_archive` it dumps that archive instead, and is stopped after
+    the session so that it writes it.
     """
     if spark is not None:
         yield spark
@@ -266,6 +277,15 @@ def _session(spark: Optional[SparkSession], master: Optional[str],
         builder = builder.master(master)
     conf = dict(defaults or {}) if created else {}
     conf.update(cluster.resolve_conf(spark_conf or {}, os.environ))
+    build = None
+    if _launches_jvm():
+        options = jvm_startup.java_options(input_bytes)
+        build = jvm_startup.start_build() if build_class_archive else None
+        if build is not None:
+            options = [o for o in options if not o.startswith("-XX:SharedArchiveFile")]
+            options.append(build.option)
+        key = "spark.driver.extraJavaOptions"
+        conf[key] = " ".join(filter(None, [conf.get(key, ""), *options]))
     for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
@@ -274,6 +294,16 @@ def _session(spark: Optional[SparkSession], master: Optional[str],
     finally:
         if created:
             session.stop()
+        if build is not None:
+            jvm_startup.stop_launched_jvm()  # the JVM writes the archive as it exits
+            jvm_startup.finish(build)
+
+
+def _launches_jvm() -> bool:
+    """True when creating a session here starts a new driver JVM (its options apply)."""
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
 
 
 @contextlib.contextmanager

@@ -114,7 +114,11 @@ if [ -n "$UVBIN" ]; then
   # UV_INDEX_URL etc. say otherwise. pip itself is installed too, pinned, for
   # tools that expect $VENV/bin/pip.
   UV_PYTHON_DOWNLOADS=never "$UVBIN" venv --quiet --python "$PY" "$VENV" >&2
-  UV_PYTHON_DOWNLOADS=never "$UVBIN" pip install --quiet --no-config \
+  # --compile-bytecode: uv does not write .pyc files by default (pip does), so
+  # every import would compile from source until Python caches it, and never
+  # where PYTHONDONTWRITEBYTECODE is set: 20 s instead of 7 s for the
+  # pipeline's imports, on every run.
+  UV_PYTHON_DOWNLOADS=never "$UVBIN" pip install --quiet --no-config --compile-bytecode \
     --python "$VENV/bin/python" \
     -c "$CONSTRAINTS" --build-constraint "$CONSTRAINTS" \
     "pip==24.2" -C editable_mode=compat -e "$ROOT[dev,serve]" >&2

@@ -222,16 +222,25 @@ def log_path_for(flags: argparse.Namespace, run_id: str) -> str:
 # --- the run ------------------------------------------------------------------
 
 
-def curate(flags: argparse.Namespace):
-    """Runs Spark curation unless these exact raw files are curated already."""
-    from components.spark_curation.job import run_curation
+def curation_call(flags: argparse.Namespace):
+    """(args, kwargs) of this run's `components.spark_curation.job.run_curation`."""
+    return ((flags.raw_inputs, flags.data_dir),
+            {"master": flags.spark_master, "max_quarantine_share": flags.max_quarantine_share,
+             "verbose": flags.verbose})
+
+
+def curate(flags: argparse.Namespace, meanwhile=None):
+    """Runs Spark curation unless these exact raw files are curated already.
+
+    The curation runs in a child process (`components.spark_curation.child`);
+    `meanwhile()` runs here while it does (the pipeline's imports).
+    """
+    from components.spark_curation.child import run_curation_meanwhile
     from pipeline.console import step
 
+    args, kwargs = curation_call(flags)
     with step(_active_console(), "SparkCuration") as status:
-        result = run_curation(
-            flags.raw_inputs, flags.data_dir, master=flags.spark_master,
-            max_quarantine_share=flags.max_quarantine_share, verbose=flags.verbose,
-        )
+        result = run_curation_meanwhile(args, kwargs, meanwhile)
         status["status"] = "CACHED" if result.skipped else "COMPLETE"
     if result.skipped:
         _say(f"Curation: raw data unchanged, already curated as span {result.span} ({result.span_dir})")
@@ -466,15 +475,27 @@ def _run(flags: argparse.Namespace, run_id: str) -> int:
     return exit_code
 
 
+def _import_pipeline_modules() -> None:
+    """What `run_pipeline` and the components import (TensorFlow, TFX, MLflow): ~5-8 s
+    of one core, done while the curation's JVM runs in its own process."""
+    from tfx import v1 as tfx  # noqa: F401
+
+    import pipeline.pipeline  # noqa: F401  (every component's module)
+    import pipeline.run_summary  # noqa: F401
+    from components.experiment_tracking.tracking import import_mlflow
+
+    import_mlflow()
+
+
 def _run_steps(flags: argparse.Namespace, run_id: str, cleanup: List[str]) -> int:
     """Curation, then the pipeline; the exit code."""
-    from components.spark_curation.job import CurationError
+    from components.spark_curation.contract import CurationError
 
-    # TensorFlow/TFX are not imported in a background thread during curation:
-    # tried, it saved seconds but once hung the process (every thread waiting
-    # on a lock, importing TensorFlow beside pyspark); imports stay sequential.
+    # TensorFlow/TFX are imported here while the curation runs in a child
+    # process. (In a background thread of this process, beside pyspark's,
+    # that import once hung: every thread waiting on a lock.)
     try:
-        curation = curate(flags)
+        curation = curate(flags, meanwhile=_import_pipeline_modules)
     except CurationError as error:
         _complain(f"Curation failed: {error}")
         _track_run(flags, None, None, EXIT_DATA_REJECTED, None, run_id)
@@ -514,6 +535,8 @@ def _run_quietly(flags: argparse.Namespace, run_id: str) -> int:
             # The traceback stays in the log; main prints the one-line error.
             if not isinstance(error, (KeyboardInterrupt, SystemExit)):
                 traceback.print_exc()
+                if getattr(error, "child_traceback", None):  # a failure in the curation process
+                    print(f"In the curation process:\n{error.child_traceback}", file=sys.stderr)
             raise
         finally:
             _console = None

@@ -5,8 +5,8 @@ The pairing itself is `components.spark_curation.inputs.pair_stations`
 flags reach it, bad combinations are usage errors before any work, and the
 pairs and the ceiling reach `run_curation` (a fake bound to its signature).
 """
+import inspect
 import os
-from unittest import mock
 
 import pytest
 
@@ -39,16 +39,14 @@ def test_a_count_mismatch_names_both_counts(tmp_path, no_work, capsys):
     assert "2" in err and "3" in err and "--station" in err, err
 
 
-def test_paired_stations_and_the_ceiling_reach_the_curation_job(tmp_path, monkeypatch):
+def test_paired_stations_and_the_ceiling_reach_the_curation_job(tmp_path):
     flags = local_runner.parse_flags([
         "--runs-dir", str(tmp_path), "--raw-data", "raw/north.csv", "--station", "KNOR",
         "--raw-data", "raw/south.csv", "--station", "KSOU", "--max-quarantine-share", "0.2"])
-    fake = mock.create_autospec(job.run_curation, return_value=mock.Mock(
-        skipped=False, rows_in=4, rows_written=2, span=1, span_dir="d", rows_quarantined=0,
-        quarantine_reasons={}))
-    monkeypatch.setattr(job, "run_curation", fake)
-    local_runner.curate(flags)
-    (raw_inputs, data_dir), kwargs = fake.call_args
+    # local_runner.curate runs job.run_curation(*args, **kwargs) in a child process.
+    args, kwargs = local_runner.curation_call(flags)
+    inspect.signature(job.run_curation).bind(*args, **kwargs)  # a call the job accepts
+    raw_inputs, data_dir = args
     assert [(i.pattern, i.station) for i in raw_inputs] == [
         ("raw/north.csv", "KNOR"), ("raw/south.csv", "KSOU")]
     assert data_dir == flags.data_dir

@@ -113,6 +113,12 @@ def _logging_kept() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def import_mlflow() -> None:
+    """Imports MLflow (seconds) without letting it change the logging set-up."""
+    with _logging_kept():
+        import mlflow  # noqa: F401
+
+
 def client(tracking_uri: str):
     """An MlflowClient for both tracking and registry at `tracking_uri`."""
     with _logging_kept():

@@ -136,7 +136,7 @@ def test_clean_up_runs_under_the_lock_before_curation_and_is_in_the_summary(tmp_
     model_dir = os.path.join(flags.serving_base, flags.model_name)
     _version(model_dir, 7, {"junk.txt": "x"})
 
-    def curate(flags):
+    def curate(flags, meanwhile=None):
         assert not os.path.exists(os.path.join(model_dir, "7")), "curation before clean-up"
         raise CurationError("stop here")
 

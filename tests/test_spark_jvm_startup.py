@@ -120,3 +120,14 @@ def test_built_archive_is_mapped_by_the_next_curation_jvm(tmp_path):
     assert str(archives[0]) in seen["maps"]  # the JVM mapped the archive: classes come from it
     assert f"-XX:SharedArchiveFile={archives[0]}" in seen["argv"]
     assert "-XX:TieredStopAtLevel=1" in seen["argv"]  # 48 kB of CSV: C1 only
+
+
+def test_an_unwritable_cache_is_reported_and_nothing_is_built(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the cache directory would be
+    monkeypatch.setenv(jvm_startup.CACHE_ENV, str(blocker / "cache"))
+    monkeypatch.delenv(jvm_startup.ARCHIVE_ENV, raising=False)
+    assert jvm_startup.main([]) == 0
+    err = capsys.readouterr().err
+    assert "is not writable" in err and jvm_startup.CACHE_ENV in err
+    assert jvm_startup.start_build() is None

@@ -254,6 +254,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not flags.quiet:
             print(f"Spark class archive: {path} (exists)")
         return 0
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        writable = os.access(os.path.dirname(path), os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        print(f"Spark class archive: {os.path.dirname(path)} is not writable; curation runs "
+              f"without an archive (set {CACHE_ENV} to a writable directory)", file=sys.stderr)
+        return 0
     from vega_datasets import local_data
 
     from components.spark_curation.job import run_curation

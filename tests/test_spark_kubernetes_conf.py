@@ -239,12 +239,24 @@ def test_job_session_gets_the_resolved_conf(monkeypatch):
     monkeypatch.setattr(job.SparkSession, "builder", Builder())
     monkeypatch.setattr(job.SparkSession, "getActiveSession", staticmethod(lambda: None))
     monkeypatch.setenv("POD_IP", "10.0.0.5")
+    monkeypatch.setattr(job, "_launches_jvm", lambda: True)  # as in a fresh process
     with job._session(None, "k8s://https://kubernetes.default.svc",
                       {"spark.driver.host": "${env:POD_IP}", "spark.executor.instances": "2"}):
         pass
+    # This call launches the driver JVM, so its start-up options
+    # (components/spark_curation/jvm_startup.py) come along; a JVM already
+    # running (a gateway in the process) gets none.
+    from components.spark_curation import jvm_startup
+
     assert applied == {"master": "k8s://https://kubernetes.default.svc",
                        "spark.driver.host": "10.0.0.5", "spark.executor.instances": "2",
+                       "spark.driver.extraJavaOptions": " ".join(jvm_startup.java_options(0)),
                        "stopped": True}
+    applied.clear()
+    monkeypatch.setattr(job, "_launches_jvm", lambda: False)
+    with job._session(None, "local[1]", {}):
+        pass
+    assert "spark.driver.extraJavaOptions" not in applied
 
 
 def test_cli_accepts_spark_master_and_conf():

@@ -281,8 +281,7 @@ def _session(spark: Optional[SparkSession], master: Optional[str],
     if _launches_jvm():
         options = jvm_startup.java_options(input_bytes)
         build = jvm_startup.start_build() if build_class_archive else None
-        if build is not None:
-            options = [o for o in options if not o.startswith("-XX:SharedArchiveFile")]
+        if build is not None:  # none exists yet, so `options` has no archive to use
             options.append(build.option)
         key = "spark.driver.extraJavaOptions"
         conf[key] = " ".join(filter(None, [conf.get(key, ""), *options]))

@@ -24,17 +24,17 @@ class CurationProcessError(RuntimeError):
 
 def _child_main(conn, args: Sequence[Any], kwargs: Dict[str, Any]) -> None:
     try:
-        from components.spark_curation.job import run_curation
+        from components.spark_curation import job
 
-        conn.send(("ok", run_curation(*args, **kwargs)))
+        conn.send(("ok", job.run_curation(*args, **kwargs)))
     except CurationError as error:
         conn.send(("rejected", str(error)))
     except BaseException as error:  # reported to the parent, which raises it
         message = f"{type(error).__name__}: {error}"
-        java = getattr(error, "java_exception", None)
-        if java is not None:  # py4j's Py4JJavaError: the Spark job failed
-            message = ("the Spark job failed; no span was published: "
-                       f"{str(java).splitlines()[0] if str(java) else type(error).__name__}")
+        if getattr(error, "java_exception", None) is not None:  # py4j's Py4JJavaError
+            from components.spark_curation.job import spark_failure
+
+            message = spark_failure(error).replace("\n", " ")
         conn.send(("failed", message + "\n" + traceback.format_exc()))
     finally:
         conn.close()

@@ -477,6 +477,13 @@ def _conf_flag(text: str) -> Dict[str, str]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def spark_failure(error: Py4JJavaError) -> str:
+    """What a Spark failure (e.g. a task failed on every retry after executors were
+    lost) means for the run: the staging directory is gone, no span was published."""
+    cause = str(error.java_exception).splitlines()[0]
+    return f"the Spark job failed; no span was published.\n{cause}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """CLI entry point; returns the process exit code (1 on CurationError)."""
     flags = parse_flags(argv)
@@ -489,11 +496,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"Curation failed: {error}", file=sys.stderr)
         return 1
     except Py4JJavaError as error:
-        # A Spark failure (e.g. a task failed on every retry after executors
-        # were lost): the staging directory is gone and no span was published.
-        cause = str(error.java_exception).splitlines()[0]
-        print(f"Curation failed: the Spark job failed; no span was published.\n{cause}",
-              file=sys.stderr)
+        print(f"Curation failed: {spark_failure(error)}", file=sys.stderr)
         return 1
     print(result.summary())
     return 0
